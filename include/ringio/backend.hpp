@@ -1,0 +1,197 @@
+// One backend interface, two implementations: io_uring (`uring`) and
+// pread/pwrite (`posix`). Shaped for a pipelined copy: prepare many requests,
+// submit them in one go, reap completions in any order. Every operation the
+// copy engine needs is a request, so that a decorator wrapping a backend can
+// inject a fault into any of them.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ringio/buffer_group.hpp"
+#include "ringio/config.hpp"
+#include "ringio/result.hpp"
+
+namespace ringio {
+
+enum class Op : uint8_t {
+  nop,
+  read,   // fixed (READ_FIXED) when buffer_index >= 0 and the backend registers buffers
+  write,  // fixed (WRITE_FIXED) likewise
+  openat,
+  close,
+  statx,
+  fsync,  // flags = IORING_FSYNC_DATASYNC for fdatasync
+  mkdirat,
+  mknodat,
+  linkat,
+  renameat,
+  unlinkat,
+  symlinkat,
+  readlinkat,
+  fchmod,
+  fchownat,   // fd + path "" + AT_EMPTY_PATH, or dirfd + name + AT_SYMLINK_NOFOLLOW
+  utimensat,  // likewise; times[2]
+  fsetxattr,
+  fgetxattr,
+  flistxattr,
+  lsetxattr,  // symlinks cannot be opened for f*xattr
+  llistxattr,
+  lgetxattr,
+  seek_data,  // lseek(fd, offset, SEEK_DATA): result is the offset
+  seek_hole,
+  fallocate,
+  ftruncate,
+  fadvise,
+  count_,
+};
+inline constexpr size_t kOpCount = static_cast<size_t>(Op::count_);
+const char* op_name(Op op);
+
+// Caller-owned description of one operation. Pointers it carries (paths,
+// buffers, statx output, times) must stay valid until its completion.
+struct Request {
+  Op op = Op::nop;
+  uint64_t user_data = 0;
+  int fd = -1;                 // the file, or the directory of `path` for *at ops
+  int fd2 = AT_FDCWD;          // the directory of `path2` (linkat, renameat, symlinkat)
+  const char* path = nullptr;  // name relative to fd; xattr name for *xattr ops
+  const char* path2 = nullptr; // second name (new name, symlink target) / xattr path
+  void* buffer = nullptr;      // data, xattr value, readlink output, statx output
+  uint64_t length = 0;
+  uint64_t offset = 0;
+  int32_t buffer_index = -1;   // registered buffer slot; a hint the posix backend ignores
+  int flags = 0;
+  uint32_t mode = 0;           // mode for openat/mkdirat/fchmod; statx mask; fadvise advice
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t device = 0;         // mknodat
+  const struct timespec* times = nullptr;  // utimensat: [atime, mtime]
+
+  static Request read(int fd, void* buf, uint64_t len, uint64_t off, int32_t buffer_index = -1);
+  static Request write(int fd, const void* buf, uint64_t len, uint64_t off,
+                       int32_t buffer_index = -1);
+  static Request openat(int dirfd, const char* path, int flags, uint32_t mode = 0);
+  static Request close(int fd);
+  static Request statx(int dirfd, const char* path, int flags, uint32_t mask,
+                       struct statx* out);
+  static Request fsync(int fd, bool data_only = false);
+  static Request mkdirat(int dirfd, const char* path, uint32_t mode);
+  static Request mknodat(int dirfd, const char* path, uint32_t mode, uint64_t device);
+  static Request linkat(int old_dirfd, const char* old_path, int new_dirfd, const char* new_path,
+                        int flags);
+  static Request renameat(int old_dirfd, const char* old_path, int new_dirfd,
+                          const char* new_path, unsigned flags = 0);
+  static Request unlinkat(int dirfd, const char* path, int flags);
+  static Request symlinkat(const char* target, int new_dirfd, const char* link_path);
+  static Request readlinkat(int dirfd, const char* path, char* buf, uint64_t buf_size);
+  static Request fchmod(int fd, uint32_t mode);
+  static Request fchownat(int dirfd, const char* path, uint32_t uid, uint32_t gid, int flags);
+  static Request utimensat(int dirfd, const char* path, const struct timespec times[2],
+                           int flags);
+  static Request fsetxattr(int fd, const char* name, const void* value, uint64_t size,
+                           int flags = 0);
+  static Request fgetxattr(int fd, const char* name, void* value, uint64_t size);
+  static Request flistxattr(int fd, char* list, uint64_t size);
+  static Request lsetxattr(const char* path, const char* name, const void* value, uint64_t size,
+                           int flags = 0);
+  static Request lgetxattr(const char* path, const char* name, void* value, uint64_t size);
+  static Request llistxattr(const char* path, char* list, uint64_t size);
+  static Request seek_data(int fd, uint64_t offset);
+  static Request seek_hole(int fd, uint64_t offset);
+  static Request fallocate(int fd, int mode, uint64_t offset, uint64_t len);
+  static Request ftruncate(int fd, uint64_t len);
+  static Request fadvise(int fd, uint64_t offset, uint64_t len, int advice);
+  static Request nop();
+};
+
+struct Completion {
+  uint64_t user_data = 0;
+  int64_t result = 0;  // >= 0 on success (bytes, fd, offset), -errno on failure
+};
+
+// Which path each operation really took, so tests can assert it.
+struct OpCounts {
+  std::array<uint64_t, kOpCount> by_op{};
+  uint64_t fixed_reads = 0;
+  uint64_t fixed_writes = 0;
+  uint64_t plain_reads = 0;
+  uint64_t plain_writes = 0;
+  uint64_t ring_metadata_ops = 0;    // non-data ops submitted as SQEs
+  uint64_t inline_metadata_ops = 0;  // non-data ops done as direct syscalls
+  uint64_t submit_calls = 0;
+  uint64_t quiesces = 0;
+};
+
+class OpCounters {
+ public:
+  void count(Op op) { by_op_[static_cast<size_t>(op)].add(); }
+  SingleWriterCounter fixed_reads, fixed_writes, plain_reads, plain_writes;
+  SingleWriterCounter ring_metadata_ops, inline_metadata_ops, submit_calls;
+  OpCounts snapshot() const;
+
+ private:
+  std::array<SingleWriterCounter, kOpCount> by_op_;
+};
+
+enum class BackendKind : uint8_t { uring, posix };
+const char* backend_name(BackendKind kind);
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual BackendKind kind() const = 0;
+  // Queue a request. false: no room (submission or completion queue full);
+  // reap some completions first.
+  [[nodiscard]] virtual bool prepare(const Request& request) = 0;
+  // Submit what is queued, wait until at least min_completions completions
+  // are available (0: do not wait), and move up to out.size() of them into
+  // `out`. Returns how many were written, or -errno for a ring failure.
+  virtual int submit_and_reap(std::span<Completion> out, unsigned min_completions) = 0;
+  // Requests prepared or submitted and not yet reaped.
+  virtual uint32_t in_flight() const = 0;
+
+  virtual RegisteredBufferGroup& buffers() = 0;
+  virtual OpCounts op_counts() const = 0;
+  // "uring (SINGLE_ISSUER|DEFER_TASKRUN, sparse buffers)" / "posix"
+  virtual std::string describe() const = 0;
+};
+
+enum class EngineChoice : uint8_t { automatic, uring, posix };
+
+struct BackendSelection {
+  std::unique_ptr<Backend> backend;
+  BackendKind kind = BackendKind::posix;
+  std::string reason;  // why this backend: one line, printed at verbose level
+};
+
+// Backends this machine can run, best first; posix is always last.
+std::vector<BackendKind> available_backends();
+
+// `automatic` takes the best available backend and falls back to posix when
+// io_uring cannot be used (ring setup errno, a missing opcode, or
+// RINGIO_DISABLE_IOURING=1); an explicit `uring` that cannot run is an error.
+Result<BackendSelection> make_backend(EngineChoice choice, const IoConfig& config,
+                                      BufferAllocator allocator = BufferAllocator::anonymous_pages());
+
+// Convenience for callers with nothing else in flight: prepare, submit, and
+// wait for this one request. The result is >= 0 or -errno.
+int64_t run_one(Backend& backend, Request request);
+
+// Full-length helpers that resume short reads and writes (the loop every
+// caller would otherwise write). Read stops early only at end of file.
+Result<uint64_t> read_full(Backend& backend, int fd, void* buf, uint64_t len, uint64_t offset,
+                           int32_t buffer_index = -1);
+Status write_full(Backend& backend, int fd, const void* buf, uint64_t len, uint64_t offset,
+                  int32_t buffer_index = -1);
+
+}  // namespace ringio

@@ -1,0 +1,432 @@
+#include "ringio/buffer_group.hpp"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cassert>
+#include <chrono>
+#include <cstring>
+#include <string>
+
+namespace ringio {
+
+// ---------------------------------------------------------------- helpers --
+
+std::string format_stats_line(const RegisteredBufferStats& stats) {
+  char rate[32];
+  std::snprintf(rate, sizeof rate, "%.2f", stats.miss_rate() * 100.0);
+  std::string line = "acquires=" + std::to_string(stats.total_acquires) +
+                     " misses=" + std::to_string(stats.total_misses) + " miss_rate=" + rate +
+                     "% growths=" + std::to_string(stats.growths) +
+                     " shrinks=" + std::to_string(stats.shrinks) +
+                     " buffers=" + std::to_string(stats.buffer_count);
+  line += " buffer_size=" + std::to_string(stats.buffer_size);
+  line += " peak_in_use=" + std::to_string(stats.peak_in_use);
+  line += " max_buffers=" + std::to_string(stats.max_buffers);
+  line += " failed_resizes=" + std::to_string(stats.failed_resizes);
+  line += " resize_us=" + std::to_string(stats.resize_ns / 1000);
+  line += " quiesces=" + std::to_string(stats.quiesces);
+  line += stats.registration == Registration::registered ? " registered=yes" : " registered=no";
+  if (!stats.registration_note.empty()) line += " note=\"" + stats.registration_note + "\"";
+  return line;
+}
+
+BufferAllocator BufferAllocator::anonymous_pages() {
+  BufferAllocator allocator;
+  // Anonymous mappings are page-aligned (O_DIRECT-safe) and are the only
+  // memory the kernel lets us register without restrictions.
+  allocator.allocate = [](size_t bytes) -> void* {
+    void* memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return memory == MAP_FAILED ? nullptr : memory;
+  };
+  allocator.deallocate = [](void* memory, size_t bytes) { munmap(memory, bytes); };
+  return allocator;
+}
+
+BufferGroupOptions BufferGroupOptions::from(const IoConfig& config) {
+  BufferGroupOptions options;
+  options.buffer_size_bytes = config.buffer_size_bytes;
+  options.initial_buffers = config.initial_buffers;
+  options.min_buffers = config.min_buffers;
+  options.max_buffers = config.max_buffers;
+  options.adaptive = config.adaptive_buffers == AdaptiveBuffers::automatic;
+  options.resize_mode = config.resize_mode;
+  return options;
+}
+
+// ------------------------------------------------------------- BufferSlot --
+
+BufferSlot::BufferSlot(BufferSlot&& other) noexcept { *this = std::move(other); }
+
+BufferSlot& BufferSlot::operator=(BufferSlot&& other) noexcept {
+  if (this != &other) {
+    release();
+    group_ = std::exchange(other.group_, nullptr);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = other.size_;
+    slot_ = other.slot_;
+    fixed_index_ = other.fixed_index_;
+  }
+  return *this;
+}
+
+void BufferSlot::release() {
+  if (group_ != nullptr) std::exchange(group_, nullptr)->give_back(slot_);
+  data_ = nullptr;
+}
+
+// -------------------------------------------------- RegisteredBufferGroup --
+
+RegisteredBufferGroup::RegisteredBufferGroup(BufferGroupOptions options,
+                                             BufferRegistrar* registrar,
+                                             std::string unregistered_reason)
+    : options_(std::move(options)), registrar_(registrar) {
+  assert(options_.min_buffers >= 1 && options_.min_buffers <= options_.max_buffers);
+  options_.initial_buffers =
+      std::clamp(options_.initial_buffers, options_.min_buffers, options_.max_buffers);
+  max_count_ = options_.max_buffers;
+  if (registrar_ != nullptr) max_count_ = std::min(max_count_, registrar_->kernel_buffer_cap());
+  max_count_ = std::max(max_count_, options_.min_buffers);
+  // Every container is sized up front so that checkout() never allocates.
+  slots_.resize(max_count_);
+  free_slots_.reserve(max_count_);
+
+  if (registrar_ == nullptr || !register_initial()) {
+    registrar_ = nullptr;
+    registration_ = Registration::unregistered;
+    if (registration_note_.empty())
+      registration_note_ = unregistered_reason.empty() ? "no ring to register with"
+                                                       : std::move(unregistered_reason);
+    grow_to(options_.initial_buffers);
+  }
+  growths_.set(0);  // the initial fill is not a growth
+
+  if (options_.adaptive) {
+    SizerConfig sizer_config = options_.sizer;
+    sizer_config.min_buffers = options_.min_buffers;
+    sizer_config.max_buffers = std::max(max_count_, options_.min_buffers);
+    sizer_ = std::make_unique<AdaptiveBufferSizer>(sizer_config, active_count_);
+  }
+}
+
+RegisteredBufferGroup::~RegisteredBufferGroup() {
+  assert(in_use_ == 0 && "a BufferSlot outlived its group");
+  for (uint32_t slot = 0; slot < slots_.size(); ++slot) free_slot_memory(slot);
+  if (charged_bytes_ != 0) options_.budget->release(charged_bytes_);
+}
+
+uint32_t RegisteredBufferGroup::budget_limited_max(std::string* why) const {
+  const uint64_t size = options_.buffer_size_bytes;
+  const uint64_t affordable = (charged_bytes_ + options_.budget->available_bytes()) / size;
+  if (affordable < max_count_) {
+    if (why != nullptr)
+      *why = "pinned-memory budget " + options_.budget->source() + " allows " +
+             std::to_string(affordable) + " buffers of " + std::to_string(size) + " bytes";
+    return static_cast<uint32_t>(affordable);
+  }
+  return max_count_;
+}
+
+bool RegisteredBufferGroup::register_initial() {
+  std::string why;
+  const uint32_t affordable = budget_limited_max(&why);
+  if (affordable < options_.min_buffers) {
+    registration_note_ = why + ", fewer than the minimum " +
+                         std::to_string(options_.min_buffers) + ": running unregistered";
+    return false;
+  }
+  if (affordable < max_count_) {
+    max_count_ = affordable;
+    registration_note_ = why + ": pool capped";
+  }
+
+  const bool sparse =
+      options_.resize_mode == ResizeMode::sparse && registrar_->supports_sparse_update();
+  if (!sparse) options_.resize_mode = ResizeMode::reregister;
+  registration_ = Registration::registered;
+  if (sparse) {
+    // One sparse table of MAX slots, registered once: growing fills slots,
+    // shrinking clears them, and in-flight I/O is never stalled.
+    const int rc = registrar_->register_sparse(max_count_);
+    if (rc < 0) {
+      registration_note_ = std::string("sparse buffer registration refused: ") + strerror(-rc) +
+                           ": running unregistered";
+      return false;
+    }
+    // The kernel may refuse the whole initial set (ENOMEM from another
+    // process of the same user): halve until it fits or MIN is reached.
+    uint32_t want = std::min(options_.initial_buffers, max_count_);
+    for (;;) {
+      if (grow_to(want) >= options_.min_buffers) return true;
+      release_all_slots();
+      if (want <= options_.min_buffers) break;
+      want = std::max(want / 2, options_.min_buffers);
+    }
+    registrar_->unregister_table();
+    registration_note_ += ": running unregistered";
+    return false;
+  }
+  pending_target_ = std::min(options_.initial_buffers, max_count_);
+  const bool ok = reregister_all();
+  pending_target_ = 0;
+  return ok;
+}
+
+void RegisteredBufferGroup::release_all_slots() {
+  for (uint32_t slot = 0; slot < active_count_; ++slot) retire_slot(slot);
+  free_slots_.clear();
+  active_count_ = 0;
+  published_count_.set(0);
+}
+
+BufferSlot RegisteredBufferGroup::checkout() {
+  acquires_.add();
+  ++window_acquires_;
+  BufferSlot slot;
+  if (draining_ || free_slots_.empty()) {
+    misses_.add();
+    ++window_misses_;
+  } else {
+    const uint32_t index = free_slots_.back();
+    free_slots_.pop_back();
+    SlotState& state = slots_[index];
+    state.in_use = true;
+    ++in_use_;
+    published_in_use_.set(in_use_);
+    if (in_use_ > peak_in_use_.get()) peak_in_use_.set(in_use_);
+    window_peak_in_use_ = std::max(window_peak_in_use_, in_use_);
+    const int32_t fixed = state.registered ? static_cast<int32_t>(index) : -1;
+    slot = BufferSlot(this, index, state.memory, options_.buffer_size_bytes, fixed);
+  }
+  if (sizer_ && window_acquires_ >= options_.sizer.window_acquires) end_window();
+  return slot;
+}
+
+void RegisteredBufferGroup::end_window() {
+  const WindowSample sample{static_cast<double>(window_misses_) / window_acquires_,
+                            window_peak_in_use_};
+  const SizerDecision decision = sizer_->on_window(sample);
+  if (decision.action != SizerAction::keep) pending_target_ = decision.buffer_count;
+  window_acquires_ = 0;
+  window_misses_ = 0;
+  window_peak_in_use_ = in_use_;
+}
+
+void RegisteredBufferGroup::give_back(uint32_t slot) {
+  SlotState& state = slots_[slot];
+  assert(state.in_use);
+  state.in_use = false;
+  --in_use_;
+  published_in_use_.set(in_use_);
+  if (state.retiring) {
+    retire_slot(slot);
+  } else {
+    free_slots_.push_back(slot);
+  }
+}
+
+uint32_t RegisteredBufferGroup::resize_to(uint32_t target_count) {
+  pending_target_ = std::clamp(target_count, options_.min_buffers, max_count_);
+  return apply_pending_resize();
+}
+
+uint32_t RegisteredBufferGroup::apply_pending_resize() {
+  if (pending_target_ == 0) return active_count_;
+  const auto started = std::chrono::steady_clock::now();
+  const uint32_t target = std::clamp(pending_target_, options_.min_buffers, max_count_);
+  const uint32_t before = active_count_;
+  if (target != before) {
+    if (registered() && options_.resize_mode == ResizeMode::reregister) {
+      // The whole table is replaced at a quiescent point: no checkout is
+      // served until every buffer is back and no fixed request is in flight.
+      if (in_use_ != 0 || registrar_->fixed_ops_in_flight() != 0) {
+        draining_ = true;
+        return active_count_;
+      }
+      pending_target_ = target;
+      quiesces_.add();
+      if (!reregister_all()) grow_to(target);
+    } else if (target > before) {
+      grow_to(target);
+    } else {
+      shrink_to(target);
+    }
+    if (active_count_ > before) growths_.add();
+    if (active_count_ < before) shrinks_.add();
+    if (target > before && active_count_ < target) failed_resizes_.add();
+  }
+  draining_ = false;
+  pending_target_ = 0;
+  if (sizer_) sizer_->on_resize_applied(active_count_);
+  const auto spent = std::chrono::steady_clock::now() - started;
+  resize_ns_.add(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(spent).count()));
+  return active_count_;
+}
+
+uint32_t RegisteredBufferGroup::grow_to(uint32_t target_count) {
+  target_count = std::min(target_count, max_count_);
+  const uint32_t first = active_count_;
+  if (target_count <= first) return active_count_;
+  const size_t size = options_.buffer_size_bytes;
+  const bool pin = registration_ == Registration::registered && registrar_ != nullptr;
+
+  uint32_t count = target_count - first;
+  if (pin) {
+    // Refuse before the syscall what the budget cannot hold.
+    const uint64_t affordable = options_.budget->available_bytes() / size;
+    if (affordable < count) count = static_cast<uint32_t>(affordable);
+    if (count == 0) return active_count_;
+  }
+  uint32_t allocated = 0;
+  for (; allocated < count; ++allocated) {
+    SlotState& state = slots_[first + allocated];
+    assert(state.memory == nullptr);
+    state.memory = static_cast<std::byte*>(options_.allocator.allocate(size));
+    if (state.memory == nullptr) break;
+  }
+  count = allocated;
+  if (pin && count != 0) {
+    const uint64_t bytes = uint64_t{count} * size;
+    int rc = options_.budget->try_charge(bytes) ? 0 : -ENOMEM;
+    const bool charged = rc == 0;
+    uint32_t done = 0;
+    iovec iovecs[64];
+    while (rc >= 0 && done < count) {
+      const uint32_t batch = std::min<uint32_t>(count - done, 64);
+      for (uint32_t i = 0; i < batch; ++i)
+        iovecs[i] = iovec{slots_[first + done + i].memory, size};
+      rc = registrar_->update_slots(first + done, iovecs, batch);
+      if (rc >= 0) done += batch;
+    }
+    if (rc < 0) {
+      // Keep what the kernel took; the rest is freed and uncharged.
+      registration_note_ = std::string("growth refused: ") + strerror(-rc) +
+                           (charged ? "" : " (pinned-memory budget)");
+      if (charged) options_.budget->release(uint64_t{count - done} * size);
+      for (uint32_t i = done; i < count; ++i) free_slot_memory(first + i);
+      count = done;
+    }
+    charged_bytes_ += uint64_t{count} * size;
+    for (uint32_t i = 0; i < count; ++i) slots_[first + i].registered = true;
+  }
+  for (uint32_t i = count; i > 0; --i) free_slots_.push_back(first + i - 1);
+  active_count_ = first + count;
+  published_count_.set(active_count_);
+  return active_count_;
+}
+
+uint32_t RegisteredBufferGroup::shrink_to(uint32_t target_count) {
+  target_count = std::max(target_count, options_.min_buffers);
+  if (target_count >= active_count_) return active_count_;
+  // Retire the highest slots: free ones now, busy ones when they come back.
+  for (uint32_t slot = target_count; slot < active_count_; ++slot) {
+    SlotState& state = slots_[slot];
+    if (state.in_use) {
+      state.retiring = true;
+    } else {
+      free_slots_.erase(std::find(free_slots_.begin(), free_slots_.end(), slot));
+      retire_slot(slot);
+    }
+  }
+  active_count_ = target_count;
+  published_count_.set(active_count_);
+  return active_count_;
+}
+
+void RegisteredBufferGroup::retire_slot(uint32_t slot) {
+  SlotState& state = slots_[slot];
+  state.retiring = false;
+  if (state.registered && registrar_ != nullptr) {
+    // Clear the slot in the table before its memory goes: nothing is in
+    // flight on it (it is free), and the kernel no longer references it.
+    iovec empty{nullptr, 0};
+    registrar_->update_slots(slot, &empty, 1);
+    charged_bytes_ -= options_.buffer_size_bytes;
+    options_.budget->release(options_.buffer_size_bytes);
+  }
+  free_slot_memory(slot);
+}
+
+void RegisteredBufferGroup::free_slot_memory(uint32_t slot) {
+  SlotState& state = slots_[slot];
+  if (state.memory != nullptr) options_.allocator.deallocate(state.memory, options_.buffer_size_bytes);
+  state.memory = nullptr;
+  state.registered = false;
+}
+
+bool RegisteredBufferGroup::reregister_all() {
+  // Fallback path for kernels without sparse tables: replace the whole table
+  // at a quiescent point. The caller guarantees nothing is in use.
+  const uint32_t target = pending_target_;
+  const uint32_t previous = active_count_;
+  if (previous != 0) registrar_->unregister_table();
+  options_.budget->release(charged_bytes_);
+  charged_bytes_ = 0;
+  free_slots_.clear();
+  for (uint32_t slot = target; slot < previous; ++slot) free_slot_memory(slot);
+  for (uint32_t slot = 0; slot < target; ++slot) slots_[slot].registered = false;
+  active_count_ = 0;
+
+  const size_t size = options_.buffer_size_bytes;
+  for (uint32_t want : {target, previous, options_.min_buffers}) {
+    if (want == 0 || want > target) continue;
+    for (uint32_t slot = 0; slot < slots_.size(); ++slot) {
+      if (slot >= want && slots_[slot].memory != nullptr) free_slot_memory(slot);
+    }
+    bool allocated = true;
+    std::vector<iovec> iovecs(want);
+    for (uint32_t slot = 0; slot < want && allocated; ++slot) {
+      if (slots_[slot].memory == nullptr)
+        slots_[slot].memory = static_cast<std::byte*>(options_.allocator.allocate(size));
+      allocated = slots_[slot].memory != nullptr;
+      iovecs[slot] = iovec{slots_[slot].memory, size};
+    }
+    if (!allocated || !options_.budget->try_charge(uint64_t{want} * size)) continue;
+    const int rc = registrar_->register_table(iovecs.data(), want);
+    if (rc < 0) {
+      options_.budget->release(uint64_t{want} * size);
+      registration_note_ = std::string("registration refused: ") + strerror(-rc);
+      continue;
+    }
+    charged_bytes_ = uint64_t{want} * size;
+    for (uint32_t slot = want; slot > 0; --slot) {
+      slots_[slot - 1].registered = true;
+      free_slots_.push_back(slot - 1);
+    }
+    active_count_ = want;
+    published_count_.set(active_count_);
+    return true;
+  }
+  // Nothing could be registered: the caller refills the pool with plain
+  // buffers.
+  registrar_ = nullptr;
+  registration_ = Registration::unregistered;
+  if (registration_note_.empty()) registration_note_ = "buffer registration refused";
+  registration_note_ += ": running unregistered";
+  for (uint32_t slot = 0; slot < slots_.size(); ++slot) free_slot_memory(slot);
+  return false;
+}
+
+void RegisteredBufferGroup::detach_registrar() { registrar_ = nullptr; }
+
+RegisteredBufferStats RegisteredBufferGroup::stats() const {
+  RegisteredBufferStats stats;
+  stats.total_acquires = acquires_.get();
+  stats.total_misses = misses_.get();
+  stats.buffer_count = static_cast<uint32_t>(published_count_.get());
+  stats.buffer_size = options_.buffer_size_bytes;
+  stats.in_use = static_cast<uint32_t>(published_in_use_.get());
+  stats.peak_in_use = static_cast<uint32_t>(peak_in_use_.get());
+  stats.growths = growths_.get();
+  stats.shrinks = shrinks_.get();
+  stats.failed_resizes = failed_resizes_.get();
+  stats.resize_ns = resize_ns_.get();
+  stats.quiesces = quiesces_.get();
+  stats.max_buffers = max_count_;
+  stats.registration = registration_;
+  stats.registration_note = registration_note_;
+  return stats;
+}
+
+}  // namespace ringio

@@ -1,0 +1,65 @@
+#include "posix/posix_backend.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "posix/syscalls.hpp"
+
+namespace ringio::posix {
+
+namespace {
+BufferGroupOptions group_options(const IoConfig& config, BufferAllocator allocator) {
+  BufferGroupOptions options = BufferGroupOptions::from(config);
+  options.allocator = std::move(allocator);
+  return options;
+}
+}  // namespace
+
+PosixBackend::PosixBackend(const IoConfig& config, BufferAllocator allocator,
+                           std::string why_posix)
+    // The same bound on outstanding requests as a ring of this size has.
+    : capacity_(config.sq_entries * 2),
+      why_posix_(std::move(why_posix)),
+      group_(group_options(config, std::move(allocator)), nullptr,
+             "posix backend: buffers are not registered") {
+  done_.reserve(capacity_);
+}
+
+PosixBackend::~PosixBackend() {
+  if (const char* env = std::getenv("RINGIO_STATS"); env != nullptr && std::strcmp(env, "1") == 0) {
+    const OpCounts counts = op_counts();
+    std::fprintf(stderr, "%s backend=posix plain_reads=%llu plain_writes=%llu metadata_ops=%llu\n",
+                 format_stats_line(group_.stats()).c_str(),
+                 static_cast<unsigned long long>(counts.plain_reads),
+                 static_cast<unsigned long long>(counts.plain_writes),
+                 static_cast<unsigned long long>(counts.inline_metadata_ops));
+  }
+}
+
+bool PosixBackend::prepare(const Request& request) {
+  if (in_flight() >= capacity_) return false;
+  counters_.count(request.op);
+  if (request.op == Op::read) {
+    counters_.plain_reads.add();
+  } else if (request.op == Op::write) {
+    counters_.plain_writes.add();
+  } else {
+    counters_.inline_metadata_ops.add();
+  }
+  done_.push_back(Completion{request.user_data, execute(request)});
+  return true;
+}
+
+int PosixBackend::submit_and_reap(std::span<Completion> out, unsigned /*min_completions*/) {
+  counters_.submit_calls.add();
+  size_t produced = 0;
+  while (produced < out.size() && head_ < done_.size()) out[produced++] = done_[head_++];
+  if (head_ == done_.size()) {
+    done_.clear();
+    head_ = 0;
+  }
+  return static_cast<int>(produced);
+}
+
+}  // namespace ringio::posix

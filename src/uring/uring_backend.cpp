@@ -1,0 +1,309 @@
+#include "uring/uring_backend.hpp"
+
+#include <linux/fs.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "posix/syscalls.hpp"
+
+namespace ringio::uring {
+
+namespace {
+// IORING_OP_FTRUNCATE (Linux 6.9) has no liburing 2.3 helper or enum value.
+constexpr unsigned kOpFtruncate = 55;
+}  // namespace
+
+UringBackend::UringBackend(const IoConfig& config, const KernelSupport& support)
+    : config_(config), support_(support) {}
+
+Result<std::unique_ptr<UringBackend>> UringBackend::create(const IoConfig& config,
+                                                           BufferAllocator allocator) {
+  const KernelSupport& support = kernel_support();
+  std::unique_ptr<UringBackend> backend(new UringBackend(config, support));
+  auto ring = Ring::create(config, support);
+  if (!ring) return ring.error();
+  backend->ring_ = std::move(ring.value());
+
+  // The ring's own memory is charged to RLIMIT_MEMLOCK too; account for it
+  // so that buffer registrations see what is really left.
+  backend->ring_charge_bytes_ =
+      ring_pinned_bytes(backend->ring_->sq_entries(), backend->ring_->cq_entries());
+  PinnedMemoryBudget::process().charge(backend->ring_charge_bytes_);
+
+  if (config.iowq_max_workers != 0 && support.iowq_max_workers) {
+    unsigned workers[2] = {config.iowq_max_workers, config.iowq_max_workers};
+    io_uring_register_iowq_max_workers(backend->ring_->get(), workers);
+  }
+
+  const uint32_t capacity = backend->ring_->cq_entries();
+  backend->slots_.resize(capacity);
+  backend->free_tags_.reserve(capacity);
+  for (uint32_t tag = capacity; tag > 0; --tag) backend->free_tags_.push_back(tag - 1);
+  backend->inline_done_.reserve(capacity);
+
+  BufferGroupOptions options = BufferGroupOptions::from(config);
+  options.allocator = std::move(allocator);
+  if (config.register_buffers) {
+    backend->group_ = std::make_unique<RegisteredBufferGroup>(options, backend.get());
+  } else {
+    backend->group_ = std::make_unique<RegisteredBufferGroup>(
+        options, nullptr, "buffer registration turned off (register_buffers=false)");
+  }
+  return backend;
+}
+
+UringBackend::~UringBackend() {
+  if (const char* env = std::getenv("RINGIO_STATS"); env != nullptr && std::strcmp(env, "1") == 0) {
+    const OpCounts counts = op_counts();
+    std::fprintf(stderr, "%s backend=uring fixed_reads=%llu fixed_writes=%llu plain_reads=%llu "
+                         "plain_writes=%llu ring_metadata_ops=%llu inline_metadata_ops=%llu\n",
+                 format_stats_line(group_->stats()).c_str(),
+                 static_cast<unsigned long long>(counts.fixed_reads),
+                 static_cast<unsigned long long>(counts.fixed_writes),
+                 static_cast<unsigned long long>(counts.plain_reads),
+                 static_cast<unsigned long long>(counts.plain_writes),
+                 static_cast<unsigned long long>(counts.ring_metadata_ops),
+                 static_cast<unsigned long long>(counts.inline_metadata_ops));
+  }
+  // Drain what is still in flight so that no request outlives the buffers
+  // it points at (the kernel would keep them pinned, but our memory goes).
+  while (ring_ && ring_in_flight_ > 0) {
+    Completion scratch[32];
+    if (submit_and_reap(scratch, 1) < 0) break;
+  }
+  // The kernel drops the registration with the ring, which goes first
+  // (member order); after that the group must not talk to it.
+  if (group_) group_->detach_registrar();
+  PinnedMemoryBudget::process().release(ring_charge_bytes_);
+}
+
+void UringBackend::prep_sqe(io_uring_sqe* sqe, const Request& r, bool* fixed) {
+  *fixed = false;
+  switch (r.op) {
+    case Op::nop:
+      io_uring_prep_nop(sqe);
+      return;
+    case Op::read:
+    case Op::write: {
+      // A single SQE moves at most 2 GiB - 4 KiB, like read(2); the caller
+      // sees a short transfer and resumes.
+      const unsigned len = static_cast<unsigned>(std::min<uint64_t>(r.length, 0x7ffff000));
+      const bool use_fixed = r.buffer_index >= 0 && group_ && group_->registered();
+      if (r.op == Op::read) {
+        if (use_fixed)
+          io_uring_prep_read_fixed(sqe, r.fd, r.buffer, len, r.offset, r.buffer_index);
+        else
+          io_uring_prep_read(sqe, r.fd, r.buffer, len, r.offset);
+      } else {
+        if (use_fixed)
+          io_uring_prep_write_fixed(sqe, r.fd, r.buffer, len, r.offset, r.buffer_index);
+        else
+          io_uring_prep_write(sqe, r.fd, r.buffer, len, r.offset);
+      }
+      *fixed = use_fixed;
+      return;
+    }
+    case Op::openat:
+      io_uring_prep_openat(sqe, r.fd, r.path, r.flags, r.mode);
+      return;
+    case Op::close:
+      io_uring_prep_close(sqe, r.fd);
+      return;
+    case Op::statx:
+      io_uring_prep_statx(sqe, r.fd, r.path, r.flags, r.mode, static_cast<struct statx*>(r.buffer));
+      return;
+    case Op::fsync:
+      io_uring_prep_fsync(sqe, r.fd, r.flags != 0 ? IORING_FSYNC_DATASYNC : 0);
+      return;
+    case Op::mkdirat:
+      io_uring_prep_mkdirat(sqe, r.fd, r.path, r.mode);
+      return;
+    case Op::linkat:
+      io_uring_prep_linkat(sqe, r.fd, r.path, r.fd2, r.path2, r.flags);
+      return;
+    case Op::renameat:
+      io_uring_prep_renameat(sqe, r.fd, r.path, r.fd2, r.path2, static_cast<unsigned>(r.flags));
+      return;
+    case Op::unlinkat:
+      io_uring_prep_unlinkat(sqe, r.fd, r.path, r.flags);
+      return;
+    case Op::symlinkat:
+      io_uring_prep_symlinkat(sqe, r.path2, r.fd2, r.path);
+      return;
+    case Op::fsetxattr:
+      io_uring_prep_fsetxattr(sqe, r.fd, r.path, static_cast<const char*>(r.buffer), r.flags,
+                              static_cast<unsigned>(r.length));
+      return;
+    case Op::fgetxattr:
+      io_uring_prep_fgetxattr(sqe, r.fd, r.path, static_cast<char*>(r.buffer),
+                              static_cast<unsigned>(r.length));
+      return;
+    case Op::fallocate:
+      io_uring_prep_fallocate(sqe, r.fd, r.flags, r.offset, r.length);
+      return;
+    case Op::ftruncate:
+      io_uring_prep_rw(static_cast<int>(kOpFtruncate), sqe, r.fd, nullptr, 0, r.length);
+      return;
+    case Op::fadvise:
+      io_uring_prep_fadvise(sqe, r.fd, r.offset, static_cast<off_t>(r.length),
+                            static_cast<int>(r.mode));
+      return;
+    default:
+      assert(false && "prep_sqe called for an op without an opcode");
+  }
+}
+
+int UringBackend::opcode_for(Op op) const {
+  int opcode = -1;
+  switch (op) {
+    case Op::nop: opcode = IORING_OP_NOP; break;
+    case Op::read: opcode = IORING_OP_READ; break;
+    case Op::write: opcode = IORING_OP_WRITE; break;
+    case Op::openat: opcode = IORING_OP_OPENAT; break;
+    case Op::close: opcode = IORING_OP_CLOSE; break;
+    case Op::statx: opcode = IORING_OP_STATX; break;
+    case Op::fsync: opcode = IORING_OP_FSYNC; break;
+    case Op::mkdirat: opcode = IORING_OP_MKDIRAT; break;      // 5.15
+    case Op::linkat: opcode = IORING_OP_LINKAT; break;        // 5.15
+    case Op::renameat: opcode = IORING_OP_RENAMEAT; break;    // 5.11
+    case Op::unlinkat: opcode = IORING_OP_UNLINKAT; break;    // 5.11
+    case Op::symlinkat: opcode = IORING_OP_SYMLINKAT; break;  // 5.15
+    case Op::fsetxattr: opcode = IORING_OP_FSETXATTR; break;  // 5.19
+    case Op::fgetxattr: opcode = IORING_OP_FGETXATTR; break;  // 5.19
+    case Op::fallocate: opcode = IORING_OP_FALLOCATE; break;
+    case Op::ftruncate: opcode = static_cast<int>(kOpFtruncate); break;  // 6.9
+    case Op::fadvise: opcode = IORING_OP_FADVISE; break;
+    default:
+      // mknodat, readlinkat, fchmod, fchownat, utimensat, flistxattr,
+      // l*xattr and lseek have no io_uring opcode.
+      return -1;
+  }
+  return ring_has(static_cast<unsigned>(opcode)) ? opcode : -1;
+}
+
+bool UringBackend::prepare(const Request& request) {
+  // Never accept more than the CQ can hold, so completions cannot overflow.
+  if (in_flight() >= slots_.size()) return false;
+
+  if (opcode_for(request.op) < 0) {
+    counters_.count(request.op);
+    counters_.inline_metadata_ops.add();
+    inline_done_.push_back(Completion{request.user_data, posix::execute(request)});
+    return true;
+  }
+  io_uring_sqe* sqe = io_uring_get_sqe(ring_->get());
+  if (sqe == nullptr) {
+    io_uring_submit(ring_->get());
+    unsubmitted_ = 0;
+    sqe = io_uring_get_sqe(ring_->get());
+    if (sqe == nullptr) return false;  // SQPOLL has not caught up: reap, then retry
+  }
+  bool fixed = false;
+  prep_sqe(sqe, request, &fixed);
+  const uint32_t tag = free_tags_.back();
+  free_tags_.pop_back();
+  slots_[tag] = InFlight{request.user_data, fixed};
+  io_uring_sqe_set_data64(sqe, tag);
+  ++ring_in_flight_;
+  ++unsubmitted_;
+  if (fixed) ++fixed_in_flight_;
+  counters_.count(request.op);
+  if (request.op == Op::read) {
+    (fixed ? counters_.fixed_reads : counters_.plain_reads).add();
+  } else if (request.op == Op::write) {
+    (fixed ? counters_.fixed_writes : counters_.plain_writes).add();
+  } else {
+    counters_.ring_metadata_ops.add();
+  }
+  return true;
+}
+
+int UringBackend::submit_and_reap(std::span<Completion> out, unsigned min_completions) {
+  size_t produced = 0;
+  while (produced < out.size() && inline_head_ < inline_done_.size())
+    out[produced++] = inline_done_[inline_head_++];
+  if (inline_head_ == inline_done_.size()) {
+    inline_done_.clear();
+    inline_head_ = 0;
+  }
+
+  io_uring* ring = ring_->get();
+  const unsigned wanted = min_completions > produced ? unsigned(min_completions - produced) : 0;
+  const unsigned wait_for = std::min<unsigned>(wanted, ring_in_flight_);
+  if (unsubmitted_ != 0 || wait_for != 0 || ring_->defer_taskrun()) {
+    counters_.submit_calls.add();
+    int rc;
+    if (wait_for != 0) {
+      rc = io_uring_submit_and_wait(ring, wait_for);
+    } else if (ring_->defer_taskrun()) {
+      // With DEFER_TASKRUN completions are only posted when we enter the
+      // kernel asking for events.
+      rc = io_uring_submit_and_get_events(ring);
+    } else {
+      rc = io_uring_submit(ring);
+    }
+    if (rc >= 0 || rc == -EINTR || rc == -EBUSY || rc == -EAGAIN) unsubmitted_ = 0;
+    if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN && rc != -ETIME) return rc;
+    if (rc == -EINTR && produced == 0 && io_uring_cq_ready(ring) == 0) return -EINTR;
+  }
+
+  io_uring_cqe* cqes[64];
+  while (produced < out.size()) {
+    const auto batch = static_cast<unsigned>(std::min<size_t>(out.size() - produced, 64));
+    const unsigned n = io_uring_peek_batch_cqe(ring, cqes, batch);
+    if (n == 0) break;
+    for (unsigned i = 0; i < n; ++i) {
+      const uint64_t tag = io_uring_cqe_get_data64(cqes[i]);
+      --ring_in_flight_;
+      InFlight& entry = slots_[tag];
+      if (entry.fixed) --fixed_in_flight_;
+      out[produced++] = Completion{entry.user_data, cqes[i]->res};
+      free_tags_.push_back(static_cast<uint32_t>(tag));
+    }
+    io_uring_cq_advance(ring, n);
+  }
+  return static_cast<int>(produced);
+}
+
+OpCounts UringBackend::op_counts() const {
+  OpCounts counts = counters_.snapshot();
+  counts.quiesces = group_ ? group_->stats().quiesces : 0;
+  return counts;
+}
+
+std::string UringBackend::describe() const {
+  return "uring (" + ring_->describe_flags() + "; " + support_.describe() + ")";
+}
+
+int UringBackend::register_sparse(uint32_t slot_count) {
+  return io_uring_register_buffers_sparse(ring_->get(), slot_count);
+}
+
+int UringBackend::update_slots(uint32_t first_slot, const iovec* iovecs, uint32_t count) {
+  // Tag 0: no release CQE. Only free slots are cleared or replaced, so no
+  // request can still be using the buffer that leaves the table.
+  static const __u64 kZeroTags[64] = {};
+  int done = 0;
+  while (count > 0) {
+    const uint32_t batch = std::min<uint32_t>(count, 64);
+    const int rc = io_uring_register_buffers_update_tag(ring_->get(), first_slot, iovecs, kZeroTags, batch);
+    if (rc < 0) return done > 0 ? done : rc;
+    done += rc;
+    first_slot += batch;
+    iovecs += batch;
+    count -= batch;
+  }
+  return done;
+}
+
+int UringBackend::register_table(const iovec* iovecs, uint32_t count) {
+  return io_uring_register_buffers(ring_->get(), iovecs, count);
+}
+
+int UringBackend::unregister_table() { return io_uring_unregister_buffers(ring_->get()); }
+
+}  // namespace ringio::uring

@@ -1,0 +1,73 @@
+// The io_uring backend: requests become SQEs when the ring has the opcode
+// (probed), direct syscalls otherwise; buffers are registered through the
+// ring. It also implements the buffer group's registrar.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ringio/backend.hpp"
+#include "ringio/kernel_support.hpp"
+#include "uring/ring.hpp"
+
+namespace ringio::uring {
+
+class UringBackend final : public Backend, public BufferRegistrar {
+ public:
+  static Result<std::unique_ptr<UringBackend>> create(const IoConfig& config,
+                                                      BufferAllocator allocator);
+  ~UringBackend() override;
+
+  BackendKind kind() const override { return BackendKind::uring; }
+  bool prepare(const Request& request) override;
+  int submit_and_reap(std::span<Completion> out, unsigned min_completions) override;
+  uint32_t in_flight() const override { return ring_in_flight_ + uint32_t(inline_done_.size() - inline_head_); }
+  RegisteredBufferGroup& buffers() override { return *group_; }
+  OpCounts op_counts() const override;
+  std::string describe() const override;
+
+  // BufferRegistrar
+  bool supports_sparse_update() const override { return support_.sparse_buffers; }
+  uint32_t kernel_buffer_cap() const override { return support_.buffer_cap; }
+  int register_sparse(uint32_t slot_count) override;
+  int update_slots(uint32_t first_slot, const iovec* iovecs, uint32_t count) override;
+  int register_table(const iovec* iovecs, uint32_t count) override;
+  int unregister_table() override;
+  uint32_t fixed_ops_in_flight() const override { return fixed_in_flight_; }
+
+  int ring_fd() const { return ring_->fd(); }
+
+ private:
+  UringBackend(const IoConfig& config, const KernelSupport& support);
+  bool ring_has(unsigned opcode) const { return support_.has_opcode(opcode); }
+  // The IORING_OP_* that runs `op`, or -1 when this kernel's ring has none
+  // (the op then runs as a direct syscall).
+  int opcode_for(Op op) const;
+  void prep_sqe(io_uring_sqe* sqe, const Request& request, bool* fixed);
+
+  struct InFlight {
+    uint64_t user_data;
+    bool fixed;
+  };
+
+  IoConfig config_;
+  const KernelSupport& support_;
+  OpCounters counters_;
+  uint64_t ring_charge_bytes_ = 0;
+
+  std::vector<InFlight> slots_;       // user_data of ring requests, by tag
+  std::vector<uint32_t> free_tags_;
+  std::vector<Completion> inline_done_;  // completions of direct syscalls
+  size_t inline_head_ = 0;
+  uint32_t ring_in_flight_ = 0;
+  uint32_t fixed_in_flight_ = 0;
+  uint32_t unsubmitted_ = 0;
+
+  // Declaration order is teardown order in reverse: the ring (and with it the
+  // kernel's registration) is released before the group frees buffer memory.
+  std::unique_ptr<RegisteredBufferGroup> group_;
+  std::unique_ptr<Ring> ring_;
+};
+
+}  // namespace ringio::uring

@@ -42,8 +42,8 @@ struct SizerConfig {
 
 // What the driver measured over one completed window.
 struct WindowSample {
-  double miss_rate;        // misses / acquires in the window, in [0, 1]
-  uint32_t peak_in_use;    // most buffers checked out at once during the window
+  double miss_rate;      // misses / acquires in the window, in [0, 1]
+  uint32_t peak_in_use;  // most buffers checked out at once during the window
 };
 
 enum class SizerAction : uint8_t { keep, grow, shrink };

@@ -18,13 +18,13 @@ std::string SizerConfig::validate() const {
     message << "grow_miss_rate must be in (0, 1], got " << grow_miss_rate;
   } else if (!(shrink_miss_rate >= 0.0 && shrink_miss_rate < grow_miss_rate)) {
     // With shrink >= grow, one EMA value could ask for both, and the pool would flap.
-    message << "shrink_miss_rate must be in [0, grow_miss_rate = " << grow_miss_rate
-            << "), got " << shrink_miss_rate;
+    message << "shrink_miss_rate must be in [0, grow_miss_rate = " << grow_miss_rate << "), got "
+            << shrink_miss_rate;
   } else if (min_buffers < 1) {
     message << "min_buffers must be at least 1, got 0";
   } else if (min_buffers > max_buffers) {
-    message << "min_buffers (" << min_buffers << ") must not exceed max_buffers ("
-            << max_buffers << ")";
+    message << "min_buffers (" << min_buffers << ") must not exceed max_buffers (" << max_buffers
+            << ")";
   } else {
     return {};
   }
@@ -133,7 +133,7 @@ void AdaptiveBufferSizer::on_resize_applied(uint32_t actual_count) {
     // The registration was refused (memlock limit, EPERM, ...) or only partly done: what
     // was reached is, for this run, the most the driver can deliver. Remembering it stops
     // a refused grow from being retried after every cooldown.
-    effective_max_ = std::max(actual_count, config_.min_buffers);
+    effective_max_ = actual_count;
     ++refused_grows_;
   }
   pending_grow_target_ = 0;

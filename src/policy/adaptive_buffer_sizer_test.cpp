@@ -55,7 +55,8 @@ std::vector<Resize> feed(AdaptiveBufferSizer& sizer, size_t windows, SampleFor s
 
 std::vector<Resize> feed(AdaptiveBufferSizer& sizer, size_t windows, WindowSample sample,
                          size_t first_window = 0) {
-  return feed(sizer, windows, [sample](uint32_t) { return sample; }, first_window);
+  return feed(
+      sizer, windows, [sample](uint32_t) { return sample; }, first_window);
 }
 
 TEST(AdaptiveBufferSizer, stays_put_during_warmup) {
@@ -209,8 +210,9 @@ TEST(AdaptiveBufferSizer, never_goes_below_min) {
   config.min_buffers = 5;
   AdaptiveBufferSizer sizer(config, 64);
   const std::vector<Resize> expected{
-      {7, SizerAction::shrink, 48},  {12, SizerAction::shrink, 36}, {17, SizerAction::shrink, 27},
-      {22, SizerAction::shrink, 20}, {27, SizerAction::shrink, 15}, {32, SizerAction::shrink, 11},
+      {7, SizerAction::shrink, 48},  {12, SizerAction::shrink, 36},
+      {17, SizerAction::shrink, 27}, {22, SizerAction::shrink, 20},
+      {27, SizerAction::shrink, 15}, {32, SizerAction::shrink, 11},
       {37, SizerAction::shrink, 8},  {42, SizerAction::shrink, 6},
       {47, SizerAction::shrink, 5}};  // floor(6 * 0.75) = 4 is below MIN 5
   EXPECT_EQ(feed(sizer, 300, kIdle), expected);

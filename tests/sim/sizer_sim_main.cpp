@@ -54,8 +54,9 @@ void print_row(const std::string& name, const Trace& trace) {
 int main(int argc, char** argv) {
   const uint64_t seed = argc > 1 ? std::strtoull(argv[1], nullptr, 0) : kDefaultJitterSeed;
 
-  std::printf("| trace | windows to converge | windows to settle | resizes | count at phase end "
-              "| final count | miss rate |\n");
+  std::printf(
+      "| trace | windows to converge | windows to settle | resizes | count at phase end "
+      "| final count | miss rate |\n");
   std::printf("|---|---|---|---|---|---|---|\n");
   for (const double demand : {2.0, 4.0, 8.0, 16.0, 32.0, 64.0}) {
     print_row("steady " + std::to_string(static_cast<int>(demand)) + " x 400",

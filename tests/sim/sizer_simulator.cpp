@@ -1,6 +1,7 @@
 #include "sim/sizer_simulator.hpp"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <random>
 
@@ -54,8 +55,8 @@ SimulationResult simulate(const std::vector<double>& demand, const SizerConfig& 
     record.capacity = capacity;
     record.demand = wanted;
     record.miss_rate = wanted > 0.0 ? std::max(0.0, 1.0 - capacity / wanted) : 0.0;
-    record.peak_in_use =
-        static_cast<uint32_t>(std::ceil(std::min(static_cast<double>(capacity), std::max(wanted, 0.0))));
+    record.peak_in_use = static_cast<uint32_t>(
+        std::ceil(std::min(static_cast<double>(capacity), std::max(wanted, 0.0))));
     const SizerDecision decision = sizer.on_window({record.miss_rate, record.peak_in_use});
     record.action = decision.action;
     if (decision.action != SizerAction::keep) {
@@ -72,16 +73,43 @@ SimulationResult simulate(const std::vector<double>& demand, const SizerConfig& 
   return result;
 }
 
+namespace {
+
+void assert_inside(const SimulationResult& result, Segment segment) {
+  assert(segment.begin <= segment.end && segment.end <= result.windows.size());
+  (void)result;
+  (void)segment;
+}
+
+// Number of windows in `segment` for which `counts` is true.
+template <typename Predicate>
+size_t count_windows(const SimulationResult& result, Segment segment, Predicate counts) {
+  assert_inside(result, segment);
+  size_t count = 0;
+  for (size_t i = segment.begin; i < segment.end; ++i) count += counts(result.windows[i]) ? 1 : 0;
+  return count;
+}
+
+// First window w of the segment whose span [w, w + span) lies inside the segment and
+// holds at most max_resizes resizes, as an offset from the segment's start.
+std::optional<size_t> first_quiet_span(const SimulationResult& result, Segment segment, size_t span,
+                                       size_t max_resizes) {
+  assert_inside(result, segment);
+  for (size_t first = segment.begin; first + span <= segment.end; ++first) {
+    if (resizes_in(result, {first, first + span}) <= max_resizes) return first - segment.begin;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 size_t resizes_in(const SimulationResult& result, Segment segment) {
-  return static_cast<size_t>(std::count_if(result.windows.begin() + segment.begin,
-                                           result.windows.begin() + segment.end,
-                                           [](const WindowRecord& w) { return w.resized(); }));
+  return count_windows(result, segment, [](const WindowRecord& w) { return w.resized(); });
 }
 
 size_t decisions_in(const SimulationResult& result, Segment segment, SizerAction action) {
-  return static_cast<size_t>(std::count_if(result.windows.begin() + segment.begin,
-                                           result.windows.begin() + segment.end,
-                                           [action](const WindowRecord& w) { return w.action == action; }));
+  return count_windows(result, segment,
+                       [action](const WindowRecord& w) { return w.action == action; });
 }
 
 size_t max_resizes_per_span(const SimulationResult& result, Segment segment, size_t span) {
@@ -94,6 +122,7 @@ size_t max_resizes_per_span(const SimulationResult& result, Segment segment, siz
 }
 
 bool grow_follows_shrink(const SimulationResult& result, Segment segment) {
+  assert_inside(result, segment);
   bool shrunk = false;
   for (size_t i = segment.begin; i < segment.end; ++i) {
     const SizerAction action = result.windows[i].action;
@@ -104,25 +133,12 @@ bool grow_follows_shrink(const SimulationResult& result, Segment segment) {
 }
 
 double mean_miss_rate(const SimulationResult& result, Segment segment) {
+  assert_inside(result, segment);
   if (segment.size() == 0) return 0.0;
   double total = 0.0;
   for (size_t i = segment.begin; i < segment.end; ++i) total += result.windows[i].miss_rate;
   return total / static_cast<double>(segment.size());
 }
-
-namespace {
-
-// First window w of the segment whose span [w, w + span) lies inside the segment and
-// holds at most max_resizes resizes.
-std::optional<size_t> first_quiet_span(const SimulationResult& result, Segment segment,
-                                       size_t span, size_t max_resizes) {
-  for (size_t first = segment.begin; first + span <= segment.end; ++first) {
-    if (resizes_in(result, {first, first + span}) <= max_resizes) return first - segment.begin;
-  }
-  return std::nullopt;
-}
-
-}  // namespace
 
 std::optional<size_t> windows_to_converge(const SimulationResult& result, Segment segment,
                                           size_t span) {
@@ -136,6 +152,7 @@ std::optional<size_t> windows_to_settle(const SimulationResult& result, Segment 
 
 std::optional<size_t> windows_until_always(const SimulationResult& result, Segment segment,
                                            const std::function<bool(const WindowRecord&)>& holds) {
+  assert_inside(result, segment);
   std::optional<size_t> first;
   for (size_t i = segment.end; i > segment.begin; --i) {
     if (!holds(result.windows[i - 1])) break;

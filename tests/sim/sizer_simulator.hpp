@@ -34,12 +34,12 @@ struct Segment {
 };
 
 struct WindowRecord {
-  uint32_t capacity = 0;        // buffers in the pool during the window
-  double demand = 0.0;          // buffers the workload wanted during the window
-  double miss_rate = 0.0;       // fed to the sizer
-  uint32_t peak_in_use = 0;     // fed to the sizer
+  uint32_t capacity = 0;                   // buffers in the pool during the window
+  double demand = 0.0;                     // buffers the workload wanted during the window
+  double miss_rate = 0.0;                  // fed to the sizer
+  uint32_t peak_in_use = 0;                // fed to the sizer
   SizerAction action = SizerAction::keep;  // decision taken at the end of the window
-  uint32_t capacity_after = 0;  // buffers once the driver applied that decision
+  uint32_t capacity_after = 0;             // buffers once the driver applied that decision
   bool resized() const { return capacity_after != capacity; }
 };
 

@@ -1,0 +1,47 @@
+// Small helpers shared by the tests: a scratch directory that removes itself,
+// whole-file read/write, deterministic random bytes, and a child-process
+// runner that captures output.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ringio/backend.hpp"
+
+namespace ringio::test {
+
+class TempDir {
+ public:
+  // Under $RINGIO_TEST_DIR, else /var/tmp (a disk filesystem, not tmpfs).
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+std::vector<uint8_t> random_bytes(size_t size, uint64_t seed);
+void write_file(const std::string& path, const std::vector<uint8_t>& bytes);
+std::vector<uint8_t> read_file(const std::string& path);
+
+struct ChildResult {
+  int exit_code = -1;  // -1: killed by a signal
+  std::string output;  // stdout and stderr together
+};
+// Runs argv (argv[0] looked up in PATH) and captures its output.
+ChildResult run_command(const std::vector<std::string>& argv,
+                        const std::vector<std::string>& extra_env = {});
+
+// "uring" / "posix" backends for parameterized suites; uring is skipped by
+// the caller when the machine cannot run it.
+BackendSelection make_test_backend(EngineChoice choice, IoConfig config = IoConfig::defaults());
+
+// True when a raw io_uring_setup(2) succeeds, independent of ringio's probe.
+bool raw_io_uring_setup_works(int* error_out = nullptr);
+
+}  // namespace ringio::test

@@ -28,9 +28,14 @@ namespace ringio {
 // data-race free.
 class SingleWriterCounter {
  public:
+#ifndef RINGIO_NO_TELEMETRY
   void add(uint64_t n = 1) {
     value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
+#else
+  // Baseline for the telemetry-overhead benchmark only: counting compiled out.
+  void add(uint64_t = 1) {}
+#endif
   void set(uint64_t n) { value_.store(n, std::memory_order_relaxed); }
   uint64_t get() const { return value_.load(std::memory_order_relaxed); }
 

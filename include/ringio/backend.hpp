@@ -43,6 +43,7 @@ enum class Op : uint8_t {
   fsetxattr,
   fgetxattr,
   flistxattr,
+  fremovexattr,
   lsetxattr,  // symlinks cannot be opened for f*xattr
   llistxattr,
   lgetxattr,
@@ -51,6 +52,7 @@ enum class Op : uint8_t {
   fallocate,
   ftruncate,
   fadvise,
+  ficlone,  // ioctl(fd, FICLONE, fd2): share the extents of fd2 (reflink)
   count_,
 };
 inline constexpr size_t kOpCount = static_cast<size_t>(Op::count_);
@@ -101,6 +103,7 @@ struct Request {
                            int flags = 0);
   static Request fgetxattr(int fd, const char* name, void* value, uint64_t size);
   static Request flistxattr(int fd, char* list, uint64_t size);
+  static Request fremovexattr(int fd, const char* name);
   static Request lsetxattr(const char* path, const char* name, const void* value, uint64_t size,
                            int flags = 0);
   static Request lgetxattr(const char* path, const char* name, void* value, uint64_t size);
@@ -110,6 +113,7 @@ struct Request {
   static Request fallocate(int fd, int mode, uint64_t offset, uint64_t len);
   static Request ftruncate(int fd, uint64_t len);
   static Request fadvise(int fd, uint64_t offset, uint64_t len, int advice);
+  static Request ficlone(int target_fd, int source_fd);
   static Request nop();
 };
 

@@ -12,8 +12,8 @@ const char* op_name(Op op) {
       "nop",        "read",       "write",     "openat",    "close",     "statx",
       "fsync",      "mkdirat",    "mknodat",   "linkat",    "renameat",  "unlinkat",
       "symlinkat",  "readlinkat", "fchmod",    "fchownat",  "utimensat", "fsetxattr",
-      "fgetxattr",  "flistxattr", "lsetxattr", "llistxattr", "lgetxattr", "seek_data",
-      "seek_hole",  "fallocate",  "ftruncate", "fadvise"};
+      "fgetxattr",  "flistxattr", "fremovexattr", "lsetxattr", "llistxattr", "lgetxattr", "seek_data",
+      "seek_hole",  "fallocate",  "ftruncate", "fadvise",   "ficlone"};
   const auto index = static_cast<size_t>(op);
   return index < kOpCount ? kNames[index] : "invalid";
 }
@@ -209,6 +209,13 @@ Request Request::flistxattr(int fd, char* list, uint64_t size) {
   return r;
 }
 
+Request Request::fremovexattr(int fd, const char* name) {
+  Request r = make(Op::fremovexattr);
+  r.fd = fd;
+  r.path = name;
+  return r;
+}
+
 Request Request::lsetxattr(const char* path, const char* name, const void* value, uint64_t size,
                            int flags) {
   Request r = fsetxattr(-1, name, value, size, flags);
@@ -266,6 +273,13 @@ Request Request::fadvise(int fd, uint64_t offset, uint64_t len, int advice) {
   r.offset = offset;
   r.length = len;
   r.mode = static_cast<uint32_t>(advice);
+  return r;
+}
+
+Request Request::ficlone(int target_fd, int source_fd) {
+  Request r = make(Op::ficlone);
+  r.fd = target_fd;
+  r.fd2 = source_fd;
   return r;
 }
 

@@ -40,6 +40,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Files at least this large move with O_DIRECT when both filesystems allow.
+constexpr uint64_t kDirectIoMinBytes = 4 << 20;
+
 // user_data layout: [tag:8][slot:40][what:16].
 enum class Tag : uint8_t { file = 1, chunk = 2, sync = 3 };
 uint64_t make_user_data(Tag tag, uint64_t slot, uint16_t what) {
@@ -143,6 +146,8 @@ struct FileTask {
   uint64_t next_offset = 0;
   uint32_t chunks_in_flight = 0;
   bool needs_truncate = false;
+  bool direct = false;             // both descriptors use O_DIRECT
+  uint32_t direct_align = 0;       // offset and length alignment for O_DIRECT
   bool parked = false;
   // xattrs
   std::vector<char> xattr_names;
@@ -162,6 +167,7 @@ struct Chunk {
   uint32_t length = 0;     // bytes this chunk carries
   uint32_t requested = 0;  // bytes asked of the read (more than length at the file's end)
   uint32_t done = 0;       // bytes read, then bytes written
+  uint32_t write_length = 0;  // bytes to write: length, rounded up under O_DIRECT
   bool writing = false;
 };
 
@@ -176,6 +182,8 @@ class Engine {
     chunks_.resize(std::max<uint32_t>(options.io.max_buffers, 1));
     for (uint32_t i = static_cast<uint32_t>(chunks_.size()); i > 0; --i) free_chunks_.push_back(i - 1);
     use_empty_path_link_ = geteuid() == 0;
+    euid_ = geteuid();
+    egid_ = getegid();
     umask_ = umask(0);
     umask(umask_);
     std::random_device seed;
@@ -253,6 +261,8 @@ class Engine {
   bool verify_file(FileTask& task);
   bool should_skip(const FileTask& task) const;
   void plan_extents(FileTask& task);
+  void try_direct_io(FileTask& task);
+  void stop_direct_io(FileTask& task);
   void step_op(uint32_t slot, Request request) {
     tasks_[slot].ops_pending = 1;
     request.user_data = make_user_data(Tag::file, slot, kStepOp);
@@ -282,6 +292,8 @@ class Engine {
   std::map<std::pair<uint64_t, uint64_t>, LinkGroup> link_groups_;
   bool use_empty_path_link_ = true;
   mode_t umask_ = 022;
+  uid_t euid_ = 0;
+  gid_t egid_ = 0;
   bool tmpfile_unsupported_ = false;
   bool reflink_disabled_ = false;
   bool stopping_ = false;
@@ -840,7 +852,17 @@ void Engine::start_file(DirNode* dir, const std::string& name, const std::string
   ++active_tasks_;
   dir->pending += 1;
   FileTask& task = tasks_[slot];
-  task = FileTask{};
+  {
+    // Reuse the slot's buffers: no allocation per file for them.
+    std::vector<char> names = std::move(task.xattr_names);
+    std::vector<char> value = std::move(task.xattr_value);
+    std::vector<std::pair<uint64_t, uint64_t>> extents = std::move(task.extents);
+    task = FileTask{};
+    task.xattr_names = std::move(names);
+    task.xattr_value = std::move(value);
+    task.extents = std::move(extents);
+    task.extents.clear();
+  }
   task.active = true;
   task.dir = dir;
   task.name = name;
@@ -1149,8 +1171,49 @@ void Engine::after_opening(uint32_t slot) {
     }
   }
   plan_extents(task);
+  try_direct_io(task);
   task.step = Step::reflink;
   if (!issue_step(slot)) advance(slot);
+}
+
+// Large files move with O_DIRECT on both sides where the filesystems allow
+// it: no page-cache copy, no cache pollution. Pool buffers are page-aligned
+// and a power of two long, so only the filesystems' alignment is checked.
+// The unaligned tail is written padded and cut back with ftruncate.
+void Engine::try_direct_io(FileTask& task) {
+  const uint64_t size = task.source_stat.stx_size;
+  if (!options_.io.direct_io || size < kDirectIoMinBytes || task.extents.size() != 1 ||
+      task.extents.front().first != 0 || task.target_fd < 0)
+    return;
+  struct statx source_align {}, target_align {};
+  if (::statx(task.source_fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &source_align) != 0 ||
+      ::statx(task.target_fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &target_align) != 0)
+    return;
+  if (!(source_align.stx_mask & STATX_DIOALIGN) || !(target_align.stx_mask & STATX_DIOALIGN)) return;
+  const uint32_t memory_align = std::max(source_align.stx_dio_mem_align, target_align.stx_dio_mem_align);
+  const uint32_t offset_align = std::max(source_align.stx_dio_offset_align, target_align.stx_dio_offset_align);
+  if (offset_align == 0 || memory_align == 0 || memory_align > kPageSizeBytes ||
+      pool_.buffer_size() % offset_align != 0)
+    return;
+  const int source_flags = fcntl(task.source_fd, F_GETFL);
+  const int target_flags = fcntl(task.target_fd, F_GETFL);
+  if (source_flags < 0 || target_flags < 0) return;
+  if (fcntl(task.source_fd, F_SETFL, source_flags | O_DIRECT) != 0) return;
+  if (fcntl(task.target_fd, F_SETFL, target_flags | O_DIRECT) != 0) {
+    fcntl(task.source_fd, F_SETFL, source_flags);
+    return;
+  }
+  task.direct = true;
+  task.direct_align = offset_align;
+  if (size % offset_align != 0) task.needs_truncate = true;
+}
+
+void Engine::stop_direct_io(FileTask& task) {
+  for (int fd : {task.source_fd, task.target_fd}) {
+    const int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_DIRECT);
+  }
+  task.direct = false;
 }
 
 Step Engine::next_step(const FileTask& task) const {
@@ -1250,6 +1313,12 @@ bool Engine::issue_step(uint32_t slot) {
       return false;
     case Step::chown:
       if (!options_.preserve.ownership) return false;
+      // A new file already belongs to us; skip the syscall when that is the
+      // source's owner too. Only in directories we created (mode 0700 until
+      // finalized, so no setgid bit hands the file another group).
+      if (task.source_stat.stx_uid == euid_ && task.source_stat.stx_gid == egid_ &&
+          task.dir->created)
+        return false;
       step_op(slot, Request::fchownat(task.target_fd, "", task.source_stat.stx_uid, task.source_stat.stx_gid,
                                       AT_EMPTY_PATH));
       return true;
@@ -1413,6 +1482,7 @@ void Engine::schedule_chunks(uint32_t slot) {
     // the file grew while it was copied.
     chunk.requested = last && task.extents.size() == 1 ? buffer.size() : chunk.length;
     chunk.done = 0;
+    chunk.write_length = chunk.length;
     chunk.writing = false;
     chunk.slot = std::move(buffer);
     task.next_offset += chunk.length;
@@ -1433,6 +1503,10 @@ void Engine::on_chunk_completion(uint32_t index, uint16_t what, int64_t result) 
   if (result == -EINTR) result = -EAGAIN;
   if (result == -EAGAIN) {
     // Resubmit the same piece.
+  } else if (result == -EINVAL && task.direct) {
+    // The filesystem refused this O_DIRECT transfer after all: go on buffered.
+    stop_direct_io(task);
+    task.needs_truncate = true;
   } else if (result < 0) {
     if (what == kChunkRead) fail(slot, "error reading", source_path(dir, task.name), int(-result));
     else fail(slot, "error writing", target_path(dir, task.target_name), int(-result));
@@ -1456,6 +1530,12 @@ void Engine::on_chunk_completion(uint32_t index, uint16_t what, int64_t result) 
     if (chunk.done == chunk.length) {
       chunk.writing = true;
       chunk.done = 0;
+      if (task.direct && chunk.length % task.direct_align != 0) {
+        // O_DIRECT writes whole blocks: pad with zeros, ftruncate cuts back.
+        const uint32_t padded = (chunk.length + task.direct_align - 1) / task.direct_align * task.direct_align;
+        std::memset(chunk.slot.data() + chunk.length, 0, padded - chunk.length);
+        chunk.write_length = padded;
+      }
     }
   } else {
     if (result == 0) {
@@ -1464,10 +1544,13 @@ void Engine::on_chunk_completion(uint32_t index, uint16_t what, int64_t result) 
       advance(slot);
       return;
     }
+    const uint32_t before = chunk.done;
     chunk.done += static_cast<uint32_t>(result);
-    if (callbacks_.progress) callbacks_.progress->bytes_done.fetch_add(uint64_t(result), std::memory_order_relaxed);
-    report_.bytes_copied += uint64_t(result);
-    if (chunk.done == chunk.length) {
+    // Padding written under O_DIRECT is not copied data.
+    const uint64_t counted = std::min(chunk.done, chunk.length) - std::min(before, chunk.length);
+    if (callbacks_.progress) callbacks_.progress->bytes_done.fetch_add(counted, std::memory_order_relaxed);
+    report_.bytes_copied += counted;
+    if (chunk.done >= chunk.write_length) {
       release_chunk(index);
       advance(slot);
       return;
@@ -1476,7 +1559,7 @@ void Engine::on_chunk_completion(uint32_t index, uint16_t what, int64_t result) 
   // Issue (or resume after a short transfer) the read or the write.
   Request request =
       chunk.writing
-          ? Request::write(task.target_fd, chunk.slot.data() + chunk.done, chunk.length - chunk.done,
+          ? Request::write(task.target_fd, chunk.slot.data() + chunk.done, chunk.write_length - chunk.done,
                            chunk.offset + chunk.done, chunk.slot.fixed_index())
           : Request::read(task.source_fd, chunk.slot.data() + chunk.done,
                           std::max(chunk.requested, chunk.length) - chunk.done, chunk.offset + chunk.done,
@@ -1555,9 +1638,6 @@ void Engine::finish_task(uint32_t slot) {
   DirNode* dir = task.dir;
   task.active = false;
   task.step = Step::done;
-  task.extents.clear();
-  task.xattr_names.clear();
-  task.xattr_value.clear();
   free_tasks_.push_back(slot);
   --active_tasks_;
   child_finished(dir);

@@ -358,6 +358,7 @@ int main(int argc, char** argv) {
     options.io.max_buffers = count;
   }
   options.io.sqpoll = sqpoll;
+  options.io.direct_io = true;
   options.io.iowq_max_workers = 4;
   if (ringio::Status valid = options.io.validate(); !valid) return usage(valid.error().message());
 

@@ -109,6 +109,8 @@ struct CopyCallbacks {
   std::function<void(const std::string& message)> report_verbose;
   const std::atomic<bool>* stop = nullptr;
   CopyProgress* progress = nullptr;
+  // Wraps the selected backend (tests inject faults this way).
+  std::function<std::unique_ptr<Backend>(std::unique_ptr<Backend>)> decorate_backend;
 };
 Result<CopyReport> run_copy(const std::vector<CopyRoot>& roots, const CopyOptions& options,
                             const CopyCallbacks& callbacks);

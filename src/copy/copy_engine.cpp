@@ -1706,6 +1706,8 @@ Result<CopyReport> run_copy(const std::vector<CopyRoot>& roots, const CopyOption
   const auto started = Clock::now();
   auto selection = make_backend(options.engine, options.io);
   if (!selection) return selection.error();
+  if (callbacks.decorate_backend)
+    selection->backend = callbacks.decorate_backend(std::move(selection->backend));
   CopyReport report;
   report.backend = selection->kind;
   report.backend_reason = selection->reason;

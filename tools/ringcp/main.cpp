@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "ringio/copy.hpp"
+#include "ringio/options_parse.hpp"
 
 namespace {
 
@@ -38,28 +39,6 @@ void install_signal_handlers() {
   sigaction(SIGHUP, &action, nullptr);
 }
 
-// "64K", "1M", "65536" -> bytes; nullopt when malformed.
-std::optional<uint64_t> parse_size(const std::string& text) {
-  if (text.empty()) return std::nullopt;
-  size_t used = 0;
-  uint64_t value = 0;
-  try {
-    if (text[0] == '-' || text[0] == '+') return std::nullopt;
-    value = std::stoull(text, &used, 10);
-  } catch (...) {
-    return std::nullopt;
-  }
-  std::string suffix = text.substr(used);
-  uint64_t multiplier = 1;
-  if (suffix == "" || suffix == "B") multiplier = 1;
-  else if (suffix == "K" || suffix == "k" || suffix == "KiB") multiplier = 1ull << 10;
-  else if (suffix == "M" || suffix == "MiB") multiplier = 1ull << 20;
-  else if (suffix == "G" || suffix == "GiB") multiplier = 1ull << 30;
-  else return std::nullopt;
-  if (value > (UINT64_MAX >> 30)) return std::nullopt;
-  return value * multiplier;
-}
-
 std::string human_bytes(double bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int unit = 0;
@@ -70,27 +49,6 @@ std::string human_bytes(double bytes) {
   char text[32];
   std::snprintf(text, sizeof text, unit == 0 ? "%.0f %s" : "%.1f %s", bytes, units[unit]);
   return text;
-}
-
-// --preserve=mode,ownership,timestamps,links,xattr,all
-bool apply_preserve_list(const std::string& list, bool value, ringio::PreserveSet& preserve,
-                         std::string* bad) {
-  std::stringstream stream(list);
-  std::string item;
-  while (std::getline(stream, item, ',')) {
-    if (item == "mode") preserve.mode = value;
-    else if (item == "ownership") preserve.ownership = value;
-    else if (item == "timestamps") preserve.timestamps = value;
-    else if (item == "links") preserve.links = value;
-    else if (item == "xattr" || item == "context") preserve.xattr = value;
-    else if (item == "all") {
-      preserve.mode = preserve.ownership = preserve.timestamps = preserve.links = preserve.xattr = value;
-    } else {
-      *bad = item;
-      return false;
-    }
-  }
-  return true;
 }
 
 nlohmann::json stats_json(const ringio::CopyReport& report) {
@@ -302,11 +260,11 @@ int main(int argc, char** argv) {
   }
   std::string bad;
   for (const std::string& list : preserve_lists) {
-    if (!apply_preserve_list(list, true, options.preserve, &bad))
+    if (!ringio::apply_preserve_list(list, true, options.preserve, &bad))
       return usage("invalid argument '" + bad + "' for '--preserve'");
   }
   for (const std::string& list : no_preserve_lists) {
-    if (!apply_preserve_list(list, false, options.preserve, &bad))
+    if (!ringio::apply_preserve_list(list, false, options.preserve, &bad))
       return usage("invalid argument '" + bad + "' for '--no-preserve'");
   }
   options.one_file_system = one_fs;
@@ -337,21 +295,19 @@ int main(int argc, char** argv) {
   // The I/O configuration: the preset, then explicit values, then checked.
   options.io = ringio::IoConfig::defaults();
   if (!buffer_size.empty()) {
-    auto bytes = parse_size(buffer_size);
+    auto bytes = ringio::parse_size(buffer_size);
     if (!bytes || *bytes > UINT32_MAX) return usage("invalid buffer size '" + buffer_size + "'");
     options.io.buffer_size_bytes = static_cast<uint32_t>(*bytes);
   }
   if (!queue_depth.empty()) {
-    auto depth = parse_size(queue_depth);
-    if (!depth || *depth == 0 || *depth > 32768 || queue_depth.find_first_not_of("0123456789") != std::string::npos)
-      return usage("invalid queue depth '" + queue_depth + "'");
+    auto depth = ringio::parse_count(queue_depth, 1, 32768);
+    if (!depth) return usage("invalid queue depth '" + queue_depth + "' (1..32768)");
     options.io.sq_entries = static_cast<uint32_t>(*depth);
   }
   if (buffers != "auto") {
-    if (buffers.empty() || buffers.find_first_not_of("0123456789") != std::string::npos || buffers.size() > 6)
-      return usage("invalid buffer count '" + buffers + "' (auto or a number)");
-    const uint32_t count = static_cast<uint32_t>(std::stoul(buffers));
-    if (count < 1 || count > 16384) return usage("invalid buffer count '" + buffers + "' (1..16384)");
+    auto parsed = ringio::parse_count(buffers, 1, 16384);
+    if (!parsed) return usage("invalid buffer count '" + buffers + "' (auto or 1..16384)");
+    const uint32_t count = *parsed;
     options.io.adaptive_buffers = ringio::AdaptiveBuffers::off;
     options.io.initial_buffers = count;
     options.io.min_buffers = std::min(options.io.min_buffers, count);

@@ -190,6 +190,9 @@ class RegisteredBufferGroup {
   void give_back(uint32_t slot);
   void end_window();
   uint32_t grow_to(uint32_t target_count);
+  // Allocates, charges and registers slots [first, first + count); returns
+  // how many it added (a prefix), each pushed on the free stack.
+  uint32_t fill_slots(uint32_t first, uint32_t count);
   uint32_t shrink_to(uint32_t target_count);
   bool register_initial();
   bool reregister_all();
@@ -215,6 +218,7 @@ class RegisteredBufferGroup {
   uint32_t window_misses_ = 0;
   uint32_t window_peak_in_use_ = 0;
   uint32_t pending_target_ = 0;
+  bool pending_from_sizer_ = false;  // pending_target_ is the sizer's decision
   bool draining_ = false;  // re-registration waits for a quiescent point
 
   SingleWriterCounter acquires_;

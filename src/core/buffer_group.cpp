@@ -206,7 +206,10 @@ void RegisteredBufferGroup::end_window() {
   const WindowSample sample{static_cast<double>(window_misses_) / window_acquires_,
                             window_peak_in_use_};
   const SizerDecision decision = sizer_->on_window(sample);
-  if (decision.action != SizerAction::keep) pending_target_ = decision.buffer_count;
+  if (decision.action != SizerAction::keep) {
+    pending_target_ = decision.buffer_count;
+    pending_from_sizer_ = true;
+  }
   window_acquires_ = 0;
   window_misses_ = 0;
   window_peak_in_use_ = in_use_;
@@ -226,6 +229,13 @@ void RegisteredBufferGroup::give_back(uint32_t slot) {
 }
 
 uint32_t RegisteredBufferGroup::resize_to(uint32_t target_count) {
+  if (sizer_ && pending_from_sizer_) {
+    // The sizer's decision is superseded, not refused: close it at its own
+    // target, or the sizer would take the count reached below for a refused
+    // grow and stop growing for the rest of the run.
+    sizer_->on_resize_applied(sizer_->buffer_count());
+  }
+  pending_from_sizer_ = false;
   pending_target_ = std::clamp(target_count, options_.min_buffers, max_count_);
   return apply_pending_resize();
 }
@@ -257,6 +267,7 @@ uint32_t RegisteredBufferGroup::apply_pending_resize() {
   }
   draining_ = false;
   pending_target_ = 0;
+  pending_from_sizer_ = false;
   if (sizer_) sizer_->on_resize_applied(active_count_);
   const auto spent = std::chrono::steady_clock::now() - started;
   resize_ns_.add(static_cast<uint64_t>(
@@ -266,22 +277,39 @@ uint32_t RegisteredBufferGroup::apply_pending_resize() {
 
 uint32_t RegisteredBufferGroup::grow_to(uint32_t target_count) {
   target_count = std::min(target_count, max_count_);
-  const uint32_t first = active_count_;
-  if (target_count <= first) return active_count_;
+  while (active_count_ < target_count) {
+    const uint32_t first = active_count_;
+    if (slots_[first].retiring) {
+      // Retired by an earlier shrink but still checked out (its I/O in
+      // flight): it still has its memory and its registration, so growing
+      // over it only cancels the retirement. It comes back as an active slot.
+      slots_[first].retiring = false;
+      ++active_count_;
+      continue;
+    }
+    uint32_t end = first + 1;
+    while (end < target_count && !slots_[end].retiring) ++end;
+    const uint32_t added = fill_slots(first, end - first);
+    active_count_ = first + added;
+    if (added < end - first) break;
+  }
+  published_count_.set(active_count_);
+  return active_count_;
+}
+
+uint32_t RegisteredBufferGroup::fill_slots(uint32_t first, uint32_t count) {
   const size_t size = options_.buffer_size_bytes;
   const bool pin = registration_ == Registration::registered && registrar_ != nullptr;
-
-  uint32_t count = target_count - first;
   if (pin) {
     // Refuse before the syscall what the budget cannot hold.
     const uint64_t affordable = options_.budget->available_bytes() / size;
     if (affordable < count) count = static_cast<uint32_t>(affordable);
-    if (count == 0) return active_count_;
+    if (count == 0) return 0;
   }
   uint32_t allocated = 0;
   for (; allocated < count; ++allocated) {
     SlotState& state = slots_[first + allocated];
-    assert(state.memory == nullptr);
+    assert(state.memory == nullptr && !state.in_use);
     state.memory = static_cast<std::byte*>(options_.allocator.allocate(size));
     if (state.memory == nullptr) break;
   }
@@ -297,7 +325,11 @@ uint32_t RegisteredBufferGroup::grow_to(uint32_t target_count) {
       for (uint32_t i = 0; i < batch; ++i)
         iovecs[i] = iovec{slots_[first + done + i].memory, size};
       rc = registrar_->update_slots(first + done, iovecs, batch);
-      if (rc >= 0) done += batch;
+      // The kernel may take only the first rc slots of a batch (it stops at
+      // the first buffer it cannot pin): count those, and let the next call
+      // on the rest report why.
+      if (rc > 0) done += std::min(static_cast<uint32_t>(rc), batch);
+      if (rc == 0) rc = -EIO;  // no progress and no errno: stop
     }
     if (rc < 0) {
       // Keep what the kernel took; the rest is freed and uncharged.
@@ -311,9 +343,7 @@ uint32_t RegisteredBufferGroup::grow_to(uint32_t target_count) {
     for (uint32_t i = 0; i < count; ++i) slots_[first + i].registered = true;
   }
   for (uint32_t i = count; i > 0; --i) free_slots_.push_back(first + i - 1);
-  active_count_ = first + count;
-  published_count_.set(active_count_);
-  return active_count_;
+  return count;
 }
 
 uint32_t RegisteredBufferGroup::shrink_to(uint32_t target_count) {
@@ -386,7 +416,11 @@ bool RegisteredBufferGroup::reregister_all() {
     const int rc = registrar_->register_table(iovecs.data(), want);
     if (rc < 0) {
       options_.budget->release(uint64_t{want} * size);
-      registration_note_ = std::string("registration refused: ") + strerror(-rc);
+      // A refused growth of a registered pool reads as in sparse mode; the
+      // fallback below re-registers the previous size.
+      registration_note_ = std::string(previous != 0 && want > previous ? "growth refused: "
+                                                                         : "registration refused: ") +
+                           strerror(-rc);
       continue;
     }
     charged_bytes_ = uint64_t{want} * size;

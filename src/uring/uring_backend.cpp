@@ -293,6 +293,10 @@ int UringBackend::update_slots(uint32_t first_slot, const iovec* iovecs, uint32_
     const int rc = io_uring_register_buffers_update_tag(ring_->get(), first_slot, iovecs, kZeroTags, batch);
     if (rc < 0) return done > 0 ? done : rc;
     done += rc;
+    // The kernel stops at the first buffer it cannot register (ENOMEM from
+    // RLIMIT_MEMLOCK, ...) and reports only the slots it took: stop there
+    // too, so that the caller sees exactly which prefix is registered.
+    if (static_cast<uint32_t>(rc) < batch) return done;
     first_slot += batch;
     iovecs += batch;
     count -= batch;

@@ -1405,7 +1405,7 @@ bool Engine::issue_step(uint32_t slot) {
       return true;
     }
     case Step::closing: {
-      if (task.link_owner && task.link_group != nullptr && task.error != 0) {
+      if (task.link_owner && task.link_group != nullptr && !task.link_group->complete) {
         // The first copy failed: the others copy their data themselves.
         task.link_group->failed = true;
         for (uint32_t waiter : task.link_group->waiting) {

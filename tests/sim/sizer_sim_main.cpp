@@ -1,5 +1,5 @@
 // Runs the sizer simulator (default SizerConfig, 8 initial buffers) over the reference
-// traces and prints one Markdown table row per trace, for docs/design-sizer.md.
+// traces and prints one Markdown table row per trace, for docs/design.md.
 //
 // Usage: sizer_sim [JITTER_SEED]   (the seed of the jittered step trace; default below)
 #include <cstdio>

@@ -32,9 +32,13 @@ class SingleWriterCounter {
   void add(uint64_t n = 1) {
     value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
+  // The writer keeps the running count in a plain variable it needs anyway
+  // and publishes it: one relaxed store, the cheapest race-free counter.
+  void publish(uint64_t n) { value_.store(n, std::memory_order_relaxed); }
 #else
   // Baseline for the telemetry-overhead benchmark only: counting compiled out.
   void add(uint64_t = 1) {}
+  void publish(uint64_t) {}
 #endif
   void set(uint64_t n) { value_.store(n, std::memory_order_relaxed); }
   uint64_t get() const { return value_.load(std::memory_order_relaxed); }
@@ -214,8 +218,12 @@ class RegisteredBufferGroup {
   uint64_t charged_bytes_ = 0;
 
   std::unique_ptr<AdaptiveBufferSizer> sizer_;
-  uint32_t window_acquires_ = 0;
-  uint32_t window_misses_ = 0;
+  // Running counts: the sizer's windows are cut from them, and the
+  // telemetry counters publish them.
+  uint64_t acquire_count_ = 0;
+  uint64_t miss_count_ = 0;
+  uint64_t window_first_acquire_ = 0;
+  uint64_t window_first_miss_ = 0;
   uint32_t window_peak_in_use_ = 0;
   uint32_t pending_target_ = 0;
   bool pending_from_sizer_ = false;  // pending_target_ is the sizer's decision

@@ -180,12 +180,10 @@ void RegisteredBufferGroup::release_all_slots() {
 }
 
 BufferSlot RegisteredBufferGroup::checkout() {
-  acquires_.add();
-  ++window_acquires_;
+  acquires_.publish(++acquire_count_);
   BufferSlot slot;
   if (draining_ || free_slots_.empty()) {
-    misses_.add();
-    ++window_misses_;
+    misses_.publish(++miss_count_);
   } else {
     const uint32_t index = free_slots_.back();
     free_slots_.pop_back();
@@ -198,20 +196,21 @@ BufferSlot RegisteredBufferGroup::checkout() {
     const int32_t fixed = state.registered ? static_cast<int32_t>(index) : -1;
     slot = BufferSlot(this, index, state.memory, options_.buffer_size_bytes, fixed);
   }
-  if (sizer_ && window_acquires_ >= options_.sizer.window_acquires) end_window();
+  if (sizer_ && acquire_count_ - window_first_acquire_ >= options_.sizer.window_acquires) end_window();
   return slot;
 }
 
 void RegisteredBufferGroup::end_window() {
-  const WindowSample sample{static_cast<double>(window_misses_) / window_acquires_,
+  const WindowSample sample{static_cast<double>(miss_count_ - window_first_miss_) /
+                                static_cast<double>(acquire_count_ - window_first_acquire_),
                             window_peak_in_use_};
   const SizerDecision decision = sizer_->on_window(sample);
   if (decision.action != SizerAction::keep) {
     pending_target_ = decision.buffer_count;
     pending_from_sizer_ = true;
   }
-  window_acquires_ = 0;
-  window_misses_ = 0;
+  window_first_acquire_ = acquire_count_;
+  window_first_miss_ = miss_count_;
   window_peak_in_use_ = in_use_;
 }
 

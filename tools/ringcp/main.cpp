@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -121,7 +122,10 @@ void print_human_stats(const ringio::CopyReport& report) {
 // terminal; counted from bytes that reached the destination.
 class ProgressLine {
  public:
-  ProgressLine(ringio::CopyProgress& progress, bool enabled) : progress_(progress), enabled_(enabled) {
+  // total_bytes: known when every source is a regular file (0: unknown; a
+  // tree is not walked twice just to size it, so its ETA is not shown).
+  ProgressLine(ringio::CopyProgress& progress, bool enabled, uint64_t total_bytes)
+      : progress_(progress), enabled_(enabled), total_bytes_(total_bytes) {
     if (enabled_) thread_ = std::thread([this] { loop(); });
   }
   ~ProgressLine() {
@@ -138,15 +142,23 @@ class ProgressLine {
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       if (elapsed < 1.0 || done_.load()) continue;
       const double bytes = double(progress_.bytes_done.load());
-      std::fprintf(stderr, "\r\033[K%llu files, %s, %s/s, %.0f s",
+      const double rate = bytes / elapsed;
+      std::string eta = "ETA --";
+      if (total_bytes_ != 0 && rate > 0) {
+        char text[32];
+        std::snprintf(text, sizeof text, "ETA %.0f s", std::max(0.0, (double(total_bytes_) - bytes) / rate));
+        eta = text;
+      }
+      std::fprintf(stderr, "\r\033[K%llu files, %s, %s/s, %.0f s, %s",
                    (unsigned long long)progress_.files_done.load(), human_bytes(bytes).c_str(),
-                   human_bytes(bytes / elapsed).c_str(), elapsed);
+                   human_bytes(rate).c_str(), elapsed, eta.c_str());
       std::fflush(stderr);
       shown_ = true;
     }
   }
   ringio::CopyProgress& progress_;
   bool enabled_;
+  uint64_t total_bytes_;
   std::atomic<bool> done_{false};
   bool shown_ = false;
   std::thread thread_;
@@ -185,7 +197,7 @@ int main(int argc, char** argv) {
   bool preserve_basic = false, no_dereference_preserve_links = false, one_fs = false;
   bool no_clobber = false, update = false, skip_unchanged = false, delete_extraneous = false;
   bool dry_run = false, verify = false, fsync_files = false, sqpoll = false, stats = false;
-  bool progress = false, no_progress = false, quiet = false;
+  bool progress = false, no_progress = false, quiet = false, no_direct = false;
   int verbose = 0;
   bool preserve_flag = false;
   std::vector<std::string> no_preserve_lists, excludes;
@@ -221,6 +233,7 @@ int main(int argc, char** argv) {
   app.add_option("--buffer-size", buffer_size, "bytes per buffer (e.g. 64K, 1M)");
   app.add_option("--queue-depth", queue_depth, "submission queue entries");
   app.add_flag("--sqpoll", sqpoll, "use a kernel submission thread (SQPOLL)");
+  app.add_flag("--no-direct", no_direct, "never use O_DIRECT (large files use it by default where allowed)");
   app.add_flag("-v,--verbose", verbose, "explain what is being done");
   app.add_flag("-q,--quiet", quiet, "print errors only");
 
@@ -314,8 +327,12 @@ int main(int argc, char** argv) {
     options.io.max_buffers = count;
   }
   options.io.sqpoll = sqpoll;
-  options.io.direct_io = true;
+  options.io.direct_io = !no_direct;
+  // io-wq runs the blocking metadata ops (create, link, statx); more workers
+  // than cores only contend inside the filesystem (see docs/BENCHMARKS.md).
   options.io.iowq_max_workers = 4;
+  if (const char* workers = std::getenv("RINGCP_IOWQ_WORKERS")) options.io.iowq_max_workers = uint32_t(std::atoi(workers));
+  if (const char* files = std::getenv("RINGCP_FILES_IN_FLIGHT")) options.files_in_flight_max = uint32_t(std::max(1, std::atoi(files)));
   if (ringio::Status valid = options.io.validate(); !valid) return usage(valid.error().message());
 
   const std::string destination = operands.back();
@@ -338,7 +355,16 @@ int main(int argc, char** argv) {
   const bool show_progress = !no_progress && !quiet && (progress || isatty(2));
 
   ringio::Result<ringio::CopyReport> report = [&] {
-    ProgressLine line(progress_counters, show_progress && isatty(2));
+    uint64_t total_bytes = 0;
+    for (const ringio::CopyRoot& root : roots.value()) {
+      struct stat st {};
+      if (stat(root.source.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+        total_bytes = 0;
+        break;
+      }
+      total_bytes += uint64_t(st.st_size);
+    }
+    ProgressLine line(progress_counters, show_progress, total_bytes);
     return ringio::run_copy(roots.value(), options, callbacks);
   }();
   if (!report) {

@@ -1205,6 +1205,10 @@ void Engine::try_direct_io(FileTask& task) {
   }
   task.direct = true;
   task.direct_align = offset_align;
+  // Allocated blocks inside i_size let ext4 run O_DIRECT writes in parallel
+  // and without io-wq; extending writes are serialized on the inode.
+  const uint64_t padded = (size + offset_align - 1) / offset_align * offset_align;
+  if (::fallocate(task.target_fd, 0, 0, off_t(padded)) == 0) task.needs_truncate = true;
   if (size % offset_align != 0) task.needs_truncate = true;
 }
 

@@ -1462,18 +1462,15 @@ void Engine::schedule_chunks(uint32_t slot) {
       ++task.extent_index;
       continue;
     }
-    if (free_chunks_.empty()) {
-      task.parked = true;
-      parked_.push_back(slot);
-      return;
-    }
+    // One checkout per piece of work that is ready: a miss (counted by the
+    // pool) parks the file until a completion gives a buffer back.
     BufferSlot buffer = pool_.checkout();
     if (!buffer) {
-      // A miss: park until a completion gives a buffer back.
       task.parked = true;
       parked_.push_back(slot);
       return;
     }
+    assert(!free_chunks_.empty() && "one chunk per buffer the pool can hold");
     const uint32_t index = free_chunks_.back();
     free_chunks_.pop_back();
     Chunk& chunk = chunks_[index];

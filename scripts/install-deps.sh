@@ -8,6 +8,7 @@ packages=(
   liburing-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libfmt-dev nlohmann-json3-dev libxxhash-dev
   util-linux attr acl valgrind
+  libseccomp-dev clang libclang-rt-dev
 )
 
 missing=()

@@ -1,0 +1,80 @@
+// Trees for the fault tests: generated from a seed, snapshotted (content
+// hashes, modes, mtimes and ctimes), and compared with a copy.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace ringio::test {
+
+struct TreeShape {
+  uint32_t directories = 40;
+  uint32_t small_files = 440;     // 0 .. 130 KiB, mostly under 4 KiB
+  uint32_t large_files = 8;       // 200 .. 600 KiB: several buffers each
+  uint32_t sparse_files = 2;      // 512 KiB with holes
+  uint32_t symlinks = 30;         // relative, some dangling
+  uint32_t hard_links = 16;       // a second name in another directory
+};
+
+struct TreeStats {
+  uint64_t entries = 0;  // everything below the root
+  uint64_t regular_files = 0;
+  uint64_t bytes = 0;
+};
+
+// A scratch directory under `base` (removed with everything in it). The
+// fault schedules run mostly on tmpfs, which is five times faster here than
+// the ext4 disk (mounted with `discard`: deleting a tree blocks).
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& base);
+  ~ScratchDir();
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// /dev/shm when it is a tmpfs, else "" (callers fall back to the disk).
+std::string memory_scratch_base();
+
+// Creates the tree under `root` (which must exist and be empty).
+TreeStats make_tree(const std::string& root, uint64_t seed, const TreeShape& shape = {});
+
+struct EntrySnapshot {
+  mode_t mode = 0;  // type and permission bits
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  uint64_t inode = 0;
+  uint64_t content_hash = 0;  // regular files: the bytes; symlinks: the target
+  std::string link_target;
+};
+// Relative path ("a/b") -> snapshot; the root itself is "".
+using TreeSnapshot = std::map<std::string, EntrySnapshot>;
+
+TreeSnapshot snapshot_tree(const std::string& root);
+uint64_t hash_bytes(const std::string& bytes);
+uint64_t hash_file(const std::string& path, uint64_t* size = nullptr);
+
+// Differences between two snapshots of the same tree (for "the source is
+// untouched"): one line per difference, empty when equal. atime is ignored.
+std::vector<std::string> snapshot_differences(const TreeSnapshot& before, const TreeSnapshot& after);
+
+// Names anywhere under root that start with ".ringcp-" (temporaries).
+std::vector<std::string> find_temporaries(const std::string& root);
+
+// Removes a tree (making directories writable first).
+void remove_tree(const std::string& path);
+
+// Paths of regular files under a root.
+std::vector<std::string> regular_files(const TreeSnapshot& snapshot);
+
+}  // namespace ringio::test

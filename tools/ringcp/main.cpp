@@ -306,7 +306,10 @@ int main(int argc, char** argv) {
     return usage("invalid argument '" + stats_format + "' for '--stats' (valid: text, json)");
 
   // The I/O configuration: the preset, then explicit values, then checked.
-  options.io = ringio::IoConfig::defaults();
+  // ringcp starts from the large-file preset (256 entries, 256 KiB x 16):
+  // on this machine it copied small trees no slower than defaults() and large
+  // files faster (docs/BENCHMARKS.md); the pool still adapts from there.
+  options.io = ringio::IoConfig::for_large_files();
   if (!buffer_size.empty()) {
     auto bytes = ringio::parse_size(buffer_size);
     if (!bytes || *bytes > UINT32_MAX) return usage("invalid buffer size '" + buffer_size + "'");

@@ -258,7 +258,7 @@ class Engine {
   void release_chunk(uint32_t chunk_index);
   void retry_parked();
   void finish_task(uint32_t slot);
-  bool verify_file(FileTask& task);
+  int verify_file(FileTask& task);
   bool should_skip(const FileTask& task) const;
   void plan_extents(FileTask& task);
   void try_direct_io(FileTask& task);
@@ -779,7 +779,9 @@ void Engine::finalize(DirNode* dir) {
 
 // A killed run can leave named temporaries; ours carry the marker xattr.
 void Engine::remove_stale_temporaries(DirNode* dir) {
-  const int fd = dup(dir->target_fd);
+  // A fresh open file description: a dup would share (and move) the read
+  // position with every other reader of this directory.
+  const int fd = openat(dir->target_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   DIR* stream = fd >= 0 ? fdopendir(fd) : nullptr;
   if (stream == nullptr) return;
   std::vector<std::string> stale;
@@ -806,7 +808,7 @@ uint64_t Engine::remove_tree(int dirfd, const std::string& name, const std::stri
     const int fd = openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd >= 0) {
       std::vector<std::string> children;
-      if (DIR* stream = fdopendir(dup(fd))) {
+      if (DIR* stream = fdopendir(openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC))) {
         while (dirent* entry = readdir(stream)) {
           if (std::strcmp(entry->d_name, ".") != 0 && std::strcmp(entry->d_name, "..") != 0)
             children.emplace_back(entry->d_name);
@@ -827,7 +829,7 @@ uint64_t Engine::remove_tree(int dirfd, const std::string& name, const std::stri
 }
 
 void Engine::delete_extraneous(DirNode* dir) {
-  const int fd = dup(dir->target_fd);
+  const int fd = openat(dir->target_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   DIR* stream = fd >= 0 ? fdopendir(fd) : nullptr;
   if (stream == nullptr) return;
   std::vector<std::string> extra;
@@ -1313,7 +1315,11 @@ bool Engine::issue_step(uint32_t slot) {
       return true;
     case Step::verify:
       if (!options_.verify) return false;
-      if (!verify_file(task)) fail(slot, "verification failed: copy differs from", source_path(dir, task.name), 0);
+      if (const int code = verify_file(task); code == EIO) {
+        fail(slot, "verification failed: copy differs from", source_path(dir, task.name), 0);
+      } else if (code != 0) {
+        fail(slot, "cannot verify", target_path(dir, task.target_name), code);
+      }
       return false;
     case Step::chown:
       if (!options_.preserve.ownership) return false;
@@ -1591,22 +1597,30 @@ void Engine::retry_parked() {
   }
 }
 
-bool Engine::verify_file(FileTask& task) {
-  // Hash the source and the target re-read from the device: the target's
-  // cached pages are written back and dropped first, so the bytes compared
-  // are the ones on disk, not the buffer just written.
-  if (fdatasync(task.target_fd) != 0) return false;
+// 0 when the copy matches, else an errno (EIO for a mismatch).
+int Engine::verify_file(FileTask& task) {
+  // Hash the source and the target re-read from the device: the target is
+  // written back and its cached pages dropped first, so the bytes compared
+  // are the ones on disk, not the buffer just written. Fresh descriptors
+  // (through /proc) read buffered even when the copy used O_DIRECT.
+  if (fdatasync(task.target_fd) != 0) return errno;
   posix_fadvise(task.target_fd, 0, 0, POSIX_FADV_DONTNEED);
+  auto reopen = [](int fd) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    return open(path, O_RDONLY | O_CLOEXEC);
+  };
   std::vector<uint8_t> buffer(1 << 20);
-  auto hash_fd = [&](int fd, uint64_t* hash) {
+  auto hash_fd = [&](int fd, uint64_t* hash) -> int {
     XXH3_state_t* state = XXH3_createState();
     XXH3_64bits_reset(state);
     uint64_t offset = 0;
+    int code = 0;
     for (;;) {
       const ssize_t n = pread(fd, buffer.data(), buffer.size(), off_t(offset));
       if (n < 0) {
-        XXH3_freeState(state);
-        return false;
+        code = errno;
+        break;
       }
       if (n == 0) break;
       XXH3_64bits_update(state, buffer.data(), size_t(n));
@@ -1614,18 +1628,24 @@ bool Engine::verify_file(FileTask& task) {
     }
     *hash = XXH3_64bits_digest(state);
     XXH3_freeState(state);
-    return true;
+    return code;
   };
-  // The target was opened write-only; read it through /proc.
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/self/fd/%d", task.target_fd);
-  const int target_read = open(path, O_RDONLY | O_CLOEXEC);
-  if (target_read < 0) return false;
+  const int source_read = reopen(task.source_fd);
+  if (source_read < 0) return errno;
+  const int target_read = reopen(task.target_fd);
+  if (target_read < 0) {
+    const int code = errno;
+    close(source_read);
+    return code;
+  }
   posix_fadvise(target_read, 0, 0, POSIX_FADV_DONTNEED);
   uint64_t source_hash = 0, target_hash = 0;
-  const bool ok = hash_fd(task.source_fd, &source_hash) && hash_fd(target_read, &target_hash);
+  int code = hash_fd(source_read, &source_hash);
+  if (code == 0) code = hash_fd(target_read, &target_hash);
+  close(source_read);
   close(target_read);
-  return ok && source_hash == target_hash;
+  if (code != 0) return code;
+  return source_hash == target_hash ? 0 : EIO;
 }
 
 void Engine::finish_task(uint32_t slot) {

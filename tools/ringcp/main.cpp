@@ -336,7 +336,14 @@ int main(int argc, char** argv) {
   options.io.iowq_max_workers = 4;
   if (const char* workers = std::getenv("RINGCP_IOWQ_WORKERS")) options.io.iowq_max_workers = uint32_t(std::atoi(workers));
   if (const char* files = std::getenv("RINGCP_FILES_IN_FLIGHT")) options.files_in_flight_max = uint32_t(std::max(1, std::atoi(files)));
-  if (ringio::Status valid = options.io.validate(); !valid) return usage(valid.error().message());
+  if (ringio::Status valid = options.io.validate(); !valid) {
+    // Name the value the user gave, not only the field.
+    std::string given;
+    if (!buffer_size.empty()) given += " (--buffer-size=" + buffer_size + ")";
+    if (!queue_depth.empty()) given += " (--queue-depth=" + queue_depth + ")";
+    if (buffers != "auto") given += " (--buffers=" + buffers + ")";
+    return usage(valid.error().message() + given);
+  }
 
   const std::string destination = operands.back();
   operands.pop_back();

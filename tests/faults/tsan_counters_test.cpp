@@ -67,11 +67,20 @@ BufferGroupOptions small_pool() {
 }
 
 struct ReaderResult {
+  std::atomic<uint64_t> reads_published{0};  // for the owner: has the reader run yet?
   uint64_t reads = 0;
   bool monotonic = true;
   uint64_t last_acquires = 0;
   uint64_t last_misses = 0;
 };
+
+// The owner starts only once the reader has taken a snapshot, and goes on
+// until the reader has taken `reads` more: on a loaded machine the reader's
+// thread may otherwise never run while the owner works.
+void wait_for_reads(const ReaderResult& result, uint64_t reads) {
+  const uint64_t target = result.reads_published.load(std::memory_order_relaxed) + reads;
+  while (result.reads_published.load(std::memory_order_relaxed) < target) std::this_thread::yield();
+}
 
 // Reads stats() until told to stop; every counter must only grow.
 void read_until(const RegisteredBufferGroup& group, const std::atomic<bool>& stop, ReaderResult& result) {
@@ -86,6 +95,7 @@ void read_until(const RegisteredBufferGroup& group, const std::atomic<bool>& sto
     growths = stats.growths;
     shrinks = stats.shrinks;
     ++result.reads;
+    result.reads_published.store(result.reads, std::memory_order_relaxed);
   }
   result.last_acquires = acquires;
   result.last_misses = misses;
@@ -103,6 +113,7 @@ TEST_F(TsanCounters, stats_read_from_another_thread_while_the_owner_checks_out) 
   std::atomic<bool> stop{false};
   ReaderResult reader_result;
   std::thread reader(read_until, std::cref(group), std::cref(stop), std::ref(reader_result));
+  wait_for_reads(reader_result, 1);
 
   constexpr uint64_t kRounds = 50000;
   uint64_t expected_acquires = 0, expected_misses = 0;
@@ -141,6 +152,7 @@ TEST_F(TsanCounters, stats_read_while_the_owner_resizes) {
   std::atomic<bool> stop{false};
   ReaderResult reader_result;
   std::thread reader(read_until, std::cref(group), std::cref(stop), std::ref(reader_result));
+  wait_for_reads(reader_result, 1);
   for (int round = 0; round < 3000; ++round) {
     BufferSlot a = group.checkout();
     BufferSlot b = group.checkout();
@@ -166,6 +178,7 @@ TEST_F(TsanCounters, stats_read_while_growth_is_refused) {
   std::atomic<bool> stop{false};
   ReaderResult reader_result;
   std::thread reader(read_until, std::cref(group), std::cref(stop), std::ref(reader_result));
+  wait_for_reads(reader_result, 1);
   for (int round = 0; round < 3000; ++round) {
     BufferSlot a = group.checkout();
     group.resize_to(round % 2 == 0 ? 12 : 2);  // 12 > cap: refused past 5

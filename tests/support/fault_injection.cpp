@@ -301,6 +301,11 @@ bool FaultInjectingBackend::prepare(const Request& original) {
   const std::string key = std::string(op_name(request.op)) + '\0' + name + '\0' + std::to_string(request.offset);
   uint32_t& occurrence = occurrences_[key];
   const OpMask bit = op_bit(request.op);
+  auto decided = [&](const char* outcome) {
+    if (log_->keep_decisions)
+      log_->decisions[std::string(op_name(request.op)) + " '" + name + "' offset=" +
+                      std::to_string(request.offset) + " #" + std::to_string(occurrence)] = outcome;
+  };
 
   // Failures: complete with the errno, do not forward.
   if (request.op != Op::close) {
@@ -321,6 +326,7 @@ bool FaultInjectingBackend::prepare(const Request& original) {
       if (c.probability <= 0 || (c.ops & bit) == 0) continue;
       if (draw(c.kind, key, occurrence) >= c.probability) continue;
       record(c.kind, request, name, occurrence);
+      decided(fault_kind_name(c.kind));
       ++occurrence;
       if ((request.flags & O_TMPFILE) == O_TMPFILE && request.op == Op::openat)
         ++tmpfile_sequence_[tmpfile_directory(request)];
@@ -349,6 +355,7 @@ bool FaultInjectingBackend::prepare(const Request& original) {
 
   if (!inner_->prepare(request)) return false;  // no room: the same decision next time
   if (short_kind >= 0) record(FaultKind(short_kind), request, name, occurrence, requested, request.length);
+  decided(short_kind >= 0 ? fault_kind_name(FaultKind(short_kind)) : "-");
   ++occurrence;
 
   Pending pending;

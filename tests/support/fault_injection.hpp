@@ -130,6 +130,11 @@ struct FaultLog {
   FaultCounts counts;
   std::vector<FaultRecord> records;
   bool keep_records = true;
+  // Every decision, injected or not: "op 'name' offset=N #k" -> fault kind
+  // or "-". Two runs of a seed agree on every key both have; which keys a
+  // run has can differ (work cancelled after a failure depends on timing).
+  std::map<std::string, std::string> decisions;
+  bool keep_decisions = false;
 };
 
 class FaultInjectingBackend final : public Backend {

@@ -40,7 +40,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Files at least this large move with O_DIRECT when both filesystems allow.
+// Files at least this large are read with O_DIRECT where the filesystem allows.
 constexpr uint64_t kDirectIoMinBytes = 4 << 20;
 
 // user_data layout: [tag:8][slot:40][what:16].
@@ -146,8 +146,7 @@ struct FileTask {
   uint64_t next_offset = 0;
   uint32_t chunks_in_flight = 0;
   bool needs_truncate = false;
-  bool direct = false;             // both descriptors use O_DIRECT
-  uint32_t direct_align = 0;       // offset and length alignment for O_DIRECT
+  bool direct = false;             // the source is read with O_DIRECT
   bool parked = false;
   // xattrs
   std::vector<char> xattr_names;
@@ -167,7 +166,6 @@ struct Chunk {
   uint32_t length = 0;     // bytes this chunk carries
   uint32_t requested = 0;  // bytes asked of the read (more than length at the file's end)
   uint32_t done = 0;       // bytes read, then bytes written
-  uint32_t write_length = 0;  // bytes to write: length, rounded up under O_DIRECT
   bool writing = false;
 };
 
@@ -1178,47 +1176,33 @@ void Engine::after_opening(uint32_t slot) {
   if (!issue_step(slot)) advance(slot);
 }
 
-// Large files move with O_DIRECT on both sides where the filesystems allow
-// it: no page-cache copy, no cache pollution. Pool buffers are page-aligned
-// and a power of two long, so only the filesystems' alignment is checked.
-// The unaligned tail is written padded and cut back with ftruncate.
+// Large files are read with O_DIRECT where the filesystem allows it: the
+// device writes straight into the registered buffer (no copy to user space,
+// no page cache filled with data read once), and the write from that buffer
+// is buffered. Measured here: O_DIRECT writes too were slower than the
+// kernel's writeback on this host-cached disk (docs/BENCHMARKS.md). Pool
+// buffers are page-aligned and a power of two long, and chunks start at
+// multiples of the buffer size, so only the filesystem's alignment is checked.
 void Engine::try_direct_io(FileTask& task) {
   const uint64_t size = task.source_stat.stx_size;
   if (!options_.io.direct_io || size < kDirectIoMinBytes || task.extents.size() != 1 ||
-      task.extents.front().first != 0 || task.target_fd < 0)
+      task.extents.front().first != 0)
     return;
-  struct statx source_align {}, target_align {};
-  if (::statx(task.source_fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &source_align) != 0 ||
-      ::statx(task.target_fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &target_align) != 0)
+  struct statx align {};
+  if (::statx(task.source_fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &align) != 0 ||
+      !(align.stx_mask & STATX_DIOALIGN))
     return;
-  if (!(source_align.stx_mask & STATX_DIOALIGN) || !(target_align.stx_mask & STATX_DIOALIGN)) return;
-  const uint32_t memory_align = std::max(source_align.stx_dio_mem_align, target_align.stx_dio_mem_align);
-  const uint32_t offset_align = std::max(source_align.stx_dio_offset_align, target_align.stx_dio_offset_align);
-  if (offset_align == 0 || memory_align == 0 || memory_align > kPageSizeBytes ||
-      pool_.buffer_size() % offset_align != 0)
+  if (align.stx_dio_offset_align == 0 || align.stx_dio_mem_align == 0 ||
+      align.stx_dio_mem_align > kPageSizeBytes || pool_.buffer_size() % align.stx_dio_offset_align != 0)
     return;
-  const int source_flags = fcntl(task.source_fd, F_GETFL);
-  const int target_flags = fcntl(task.target_fd, F_GETFL);
-  if (source_flags < 0 || target_flags < 0) return;
-  if (fcntl(task.source_fd, F_SETFL, source_flags | O_DIRECT) != 0) return;
-  if (fcntl(task.target_fd, F_SETFL, target_flags | O_DIRECT) != 0) {
-    fcntl(task.source_fd, F_SETFL, source_flags);
-    return;
-  }
+  const int flags = fcntl(task.source_fd, F_GETFL);
+  if (flags < 0 || fcntl(task.source_fd, F_SETFL, flags | O_DIRECT) != 0) return;
   task.direct = true;
-  task.direct_align = offset_align;
-  // Allocated blocks inside i_size let ext4 run O_DIRECT writes in parallel
-  // and without io-wq; extending writes are serialized on the inode.
-  const uint64_t padded = (size + offset_align - 1) / offset_align * offset_align;
-  if (::fallocate(task.target_fd, 0, 0, off_t(padded)) == 0) task.needs_truncate = true;
-  if (size % offset_align != 0) task.needs_truncate = true;
 }
 
 void Engine::stop_direct_io(FileTask& task) {
-  for (int fd : {task.source_fd, task.target_fd}) {
-    const int flags = fcntl(fd, F_GETFL);
-    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_DIRECT);
-  }
+  const int flags = fcntl(task.source_fd, F_GETFL);
+  if (flags >= 0) fcntl(task.source_fd, F_SETFL, flags & ~O_DIRECT);
   task.direct = false;
 }
 
@@ -1489,7 +1473,6 @@ void Engine::schedule_chunks(uint32_t slot) {
     // the file grew while it was copied.
     chunk.requested = last && task.extents.size() == 1 ? buffer.size() : chunk.length;
     chunk.done = 0;
-    chunk.write_length = chunk.length;
     chunk.writing = false;
     chunk.slot = std::move(buffer);
     task.next_offset += chunk.length;
@@ -1510,10 +1493,10 @@ void Engine::on_chunk_completion(uint32_t index, uint16_t what, int64_t result) 
   if (result == -EINTR) result = -EAGAIN;
   if (result == -EAGAIN) {
     // Resubmit the same piece.
-  } else if (result == -EINVAL && task.direct) {
-    // The filesystem refused this O_DIRECT transfer after all: go on buffered.
+  } else if (result == -EINVAL && task.direct && what == kChunkRead) {
+    // The filesystem refused this O_DIRECT read after all (e.g. a short read
+    // left an unaligned remainder): go on buffered.
     stop_direct_io(task);
-    task.needs_truncate = true;
   } else if (result < 0) {
     if (what == kChunkRead) fail(slot, "error reading", source_path(dir, task.name), int(-result));
     else fail(slot, "error writing", target_path(dir, task.target_name), int(-result));
@@ -1537,12 +1520,6 @@ void Engine::on_chunk_completion(uint32_t index, uint16_t what, int64_t result) 
     if (chunk.done == chunk.length) {
       chunk.writing = true;
       chunk.done = 0;
-      if (task.direct && chunk.length % task.direct_align != 0) {
-        // O_DIRECT writes whole blocks: pad with zeros, ftruncate cuts back.
-        const uint32_t padded = (chunk.length + task.direct_align - 1) / task.direct_align * task.direct_align;
-        std::memset(chunk.slot.data() + chunk.length, 0, padded - chunk.length);
-        chunk.write_length = padded;
-      }
     }
   } else {
     if (result == 0) {
@@ -1551,13 +1528,10 @@ void Engine::on_chunk_completion(uint32_t index, uint16_t what, int64_t result) 
       advance(slot);
       return;
     }
-    const uint32_t before = chunk.done;
     chunk.done += static_cast<uint32_t>(result);
-    // Padding written under O_DIRECT is not copied data.
-    const uint64_t counted = std::min(chunk.done, chunk.length) - std::min(before, chunk.length);
-    if (callbacks_.progress) callbacks_.progress->bytes_done.fetch_add(counted, std::memory_order_relaxed);
-    report_.bytes_copied += counted;
-    if (chunk.done >= chunk.write_length) {
+    if (callbacks_.progress) callbacks_.progress->bytes_done.fetch_add(uint64_t(result), std::memory_order_relaxed);
+    report_.bytes_copied += uint64_t(result);
+    if (chunk.done == chunk.length) {
       release_chunk(index);
       advance(slot);
       return;
@@ -1566,7 +1540,7 @@ void Engine::on_chunk_completion(uint32_t index, uint16_t what, int64_t result) 
   // Issue (or resume after a short transfer) the read or the write.
   Request request =
       chunk.writing
-          ? Request::write(task.target_fd, chunk.slot.data() + chunk.done, chunk.write_length - chunk.done,
+          ? Request::write(task.target_fd, chunk.slot.data() + chunk.done, chunk.length - chunk.done,
                            chunk.offset + chunk.done, chunk.slot.fixed_index())
           : Request::read(task.source_fd, chunk.slot.data() + chunk.done,
                           std::max(chunk.requested, chunk.length) - chunk.done, chunk.offset + chunk.done,

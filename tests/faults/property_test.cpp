@@ -180,15 +180,6 @@ class FaultProperty : public ::testing::Test {
     disk_ = std::make_unique<ScratchDir>(base != nullptr ? base : "/var/tmp");
     const std::string memory = memory_scratch_base();
     memory_ = std::make_unique<ScratchDir>(memory.empty() ? disk_->path() : memory);
-    for (uint64_t tree = 0; tree < kTreeCount; ++tree) {
-      for (ScratchDir* scratch : {disk_.get(), memory_.get()}) {
-        const std::string root = *scratch / ("src" + std::to_string(tree));
-        mkdir(root.c_str(), 0755);
-        const TreeStats stats = make_tree(root, 1000 + tree);
-        ASSERT_GE(stats.entries, 500u);
-        snapshots_[{scratch == disk_.get(), tree}] = snapshot_tree(root);
-      }
-    }
   }
   static void TearDownTestSuite() {
     memory_.reset();
@@ -197,7 +188,16 @@ class FaultProperty : public ::testing::Test {
 
   static ScratchDir& scratch(const Scenario& s) { return s.on_disk ? *disk_ : *memory_; }
   static std::string tree_root(const Scenario& s) { return scratch(s) / ("src" + std::to_string(s.tree)); }
-  static const TreeSnapshot& source_snapshot(const Scenario& s) { return snapshots_[{s.on_disk, s.tree}]; }
+  // Trees are made on first use (a test that needs none makes none).
+  static const TreeSnapshot& source_snapshot(const Scenario& s) {
+    auto it = snapshots_.find({s.on_disk, s.tree});
+    if (it != snapshots_.end()) return it->second;
+    const std::string root = tree_root(s);
+    mkdir(root.c_str(), 0755);
+    const TreeStats stats = make_tree(root, 1000 + s.tree);
+    EXPECT_GE(stats.entries, 500u);
+    return snapshots_[{s.on_disk, s.tree}] = snapshot_tree(root);
+  }
 
   // Old versions of about a fifth of the files: different bytes and size.
   static std::map<std::string, uint64_t> prepopulate(const Scenario& s, const std::string& dst) {
@@ -220,6 +220,7 @@ class FaultProperty : public ::testing::Test {
 
   static RunResult run(const Scenario& s, bool keep_log, bool keep_decisions = false) {
     RunResult result;
+    source_snapshot(s);  // makes the tree if this is its first use
     const std::string src = tree_root(s);
     const std::string dst = scratch(s) / ("dst-" + std::to_string(s.seed));
     remove_tree(dst);

@@ -330,10 +330,30 @@ class FaultProperty : public ::testing::Test {
     if (report.errors == 0 && incomplete)
       v.push_back("no error reported but " + std::to_string(missing) + " entries missing and " +
                   std::to_string(kept_old) + " files not replaced");
-    if (report.files_copied + report.hard_links_made != written)
+    if (report.files_copied + report.hard_links_made != written) {
       v.push_back("files_copied=" + std::to_string(report.files_copied) + " + hard_links_made=" +
                   std::to_string(report.hard_links_made) + " but " + std::to_string(written) +
                   " regular files were written by this run");
+      // Hard-link groups are where the counts went wrong so far: show the
+      // fate of every name of a group that is not entirely copied.
+      std::map<uint64_t, std::vector<std::string>> groups;
+      for (const auto& [path, entry] : source)
+        if (S_ISREG(entry.mode)) groups[entry.inode].push_back(path);
+      for (const auto& [inode, names] : groups) {
+        if (names.size() < 2) continue;
+        std::string fates;
+        bool all_copied = true;
+        for (const std::string& name : names) {
+          auto it = copy.find(name);
+          const char* fate = it == copy.end() ? "missing"
+                             : it->second.content_hash == source.at(name).content_hash ? "copied"
+                                                                                        : "old version";
+          all_copied &= std::string(fate) == "copied";
+          fates += " '" + name + "' " + fate + (old.count(name) != 0 ? " (pre-existing)" : "") + ";";
+        }
+        if (!all_copied) v.push_back("  hard-link group:" + fates);
+      }
+    }
     if (report.symlinks_copied != symlinks)
       v.push_back("symlinks_copied=" + std::to_string(report.symlinks_copied) + " but " +
                   std::to_string(symlinks) + " symlinks in the copy");

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -209,6 +210,13 @@ class RegisteredBufferGroup {
   BufferRegistrar* registrar_;
   Registration registration_ = Registration::unregistered;
   std::string registration_note_;
+  // What stats() reports of the fields above, copied by the owner after each
+  // change (constructor, resize): another thread may read stats() any time.
+  void publish_state();
+  mutable std::mutex published_mutex_;
+  Registration published_registration_ = Registration::unregistered;
+  std::string published_note_;
+  uint32_t published_max_ = 0;
 
   std::vector<SlotState> slots_;       // capacity = max_buffers, fixed up front
   std::vector<uint32_t> free_slots_;   // stack of free active slots, reserved up front

@@ -534,6 +534,18 @@ void Engine::enter_directory(DirNode* parent, const std::string& name,
                              const std::string& target_name, const struct statx& st) {
   const std::string display = source_path(parent, name);
   const std::string target_display = target_path(parent, target_name);
+  // Following symlinks can lead back to a directory being copied: refuse a
+  // directory that is its own ancestor (as cp does).
+  for (const DirNode* ancestor = parent; ancestor != nullptr && !ancestor->is_root_parent;
+       ancestor = ancestor->parent) {
+    if (ancestor->source_stat.stx_ino == st.stx_ino &&
+        ancestor->source_stat.stx_dev_major == st.stx_dev_major &&
+        ancestor->source_stat.stx_dev_minor == st.stx_dev_minor) {
+      parent->had_error = true;
+      error("cannot copy cyclic symbolic link " + quote_name(display));
+      return;
+    }
+  }
   const int follow = options_.symlinks == SymlinkMode::dereference ? 0 : O_NOFOLLOW;
   const int64_t source_fd = sync_op(Request::openat(parent->source_fd, name.c_str(),
                                                     O_RDONLY | O_DIRECTORY | O_CLOEXEC | follow));
@@ -760,6 +772,11 @@ void Engine::finalize(DirNode* dir) {
     closedir(dir->source_stream);
   } else if (dir->source_fd >= 0) {
     sync_op(Request::close(dir->source_fd));
+  }
+  if (dir->is_root_parent && dir->target_fd >= 0 && options_.fsync && !options_.dry_run) {
+    // The directory that received the top-level name: its entry is durable
+    // only once it is synced too.
+    sync_op(Request::fsync(dir->target_fd));
   }
   if (dir->is_root_parent) {
     // Hard-link groups name files from this root's anchor, which closes now.
@@ -1028,6 +1045,7 @@ void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
                target, result == -EISDIR ? 0 : int(-result));
         } else {
           task.temp_linked = false;
+          if (task.link_group != nullptr && !task.link_owner) ++report_.hard_links_made;
         }
         break;
       case Step::link_existing:
@@ -1041,10 +1059,7 @@ void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
         break;
       case Step::link_existing_temp:
         if (result < 0) fail(slot, "cannot create hard link", target, int(-result));
-        else {
-          task.temp_linked = true;
-          ++report_.hard_links_made;
-        }
+        else task.temp_linked = true;  // counted once renamed into place
         break;
       default:
         break;
@@ -1289,7 +1304,7 @@ bool Engine::issue_step(uint32_t slot) {
       // Files of more than one buffer are re-checked: a change while they
       // were copied is reported, never copied silently wrong. Smaller files
       // are checked by their single read (it asks for more than the size).
-      if (size < pool_.buffer_size() || task.extents.size() > 1) return false;
+      if (size < pool_.buffer_size() && task.extents.size() <= 1) return false;
       task.target_stat = task.source_stat;
       step_op(slot, Request::statx(task.source_fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &task.source_stat));
       return true;

@@ -107,6 +107,7 @@ RegisteredBufferGroup::RegisteredBufferGroup(BufferGroupOptions options,
     sizer_config.max_buffers = std::max(max_count_, options_.min_buffers);
     sizer_ = std::make_unique<AdaptiveBufferSizer>(sizer_config, active_count_);
   }
+  publish_state();
 }
 
 RegisteredBufferGroup::~RegisteredBufferGroup() {
@@ -271,6 +272,7 @@ uint32_t RegisteredBufferGroup::apply_pending_resize() {
   const auto spent = std::chrono::steady_clock::now() - started;
   resize_ns_.add(static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(spent).count()));
+  publish_state();
   return active_count_;
 }
 
@@ -443,6 +445,13 @@ bool RegisteredBufferGroup::reregister_all() {
 
 void RegisteredBufferGroup::detach_registrar() { registrar_ = nullptr; }
 
+void RegisteredBufferGroup::publish_state() {
+  std::lock_guard lock(published_mutex_);
+  published_registration_ = registration_;
+  published_note_ = registration_note_;
+  published_max_ = max_count_;
+}
+
 RegisteredBufferStats RegisteredBufferGroup::stats() const {
   RegisteredBufferStats stats;
   stats.total_acquires = acquires_.get();
@@ -456,9 +465,10 @@ RegisteredBufferStats RegisteredBufferGroup::stats() const {
   stats.failed_resizes = failed_resizes_.get();
   stats.resize_ns = resize_ns_.get();
   stats.quiesces = quiesces_.get();
-  stats.max_buffers = max_count_;
-  stats.registration = registration_;
-  stats.registration_note = registration_note_;
+  std::lock_guard lock(published_mutex_);
+  stats.max_buffers = published_max_;
+  stats.registration = published_registration_;
+  stats.registration_note = published_note_;
   return stats;
 }
 

@@ -592,14 +592,16 @@ TEST(RealFaultsFsync, every_file_and_every_directory_that_gets_an_entry_is_fsync
       return -1;
     }
   };
-  // Into an existing directory: 5 files + dst, a, b (dst gets the entries).
+  // At least these (an extra fsync of a directory that got no new entry
+  // costs time but loses nothing).
+  // Into an existing directory: 5 files + into, a, b (into gets the entries).
   mkdir((dir / "into").c_str(), 0755);
-  EXPECT_EQ(fsyncs({"-a", src + "/.", dir / "into"}), 8);
+  EXPECT_GE(fsyncs({"-a", src + "/.", dir / "into"}), 8);
   // A new tree: 5 files + new, a, b, and the directory that gets "new".
-  EXPECT_EQ(fsyncs({"-a", src, dir / "new"}), 9) << "the directory holding the new tree's name is not fsynced";
+  EXPECT_GE(fsyncs({"-a", src, dir / "new"}), 9) << "the directory holding the new tree's name is not fsynced";
   // One file into a directory: the file, and the directory that gets its name.
   mkdir((dir / "one").c_str(), 0755);
-  EXPECT_EQ(fsyncs({src + "/f1", dir / "one/"}), 2) << "the directory that gets the file's name is not fsynced";
+  EXPECT_GE(fsyncs({src + "/f1", dir / "one/"}), 2) << "the directory that gets the file's name is not fsynced";
 }
 
 // ------------------------------------- permissions (unprivileged user) --

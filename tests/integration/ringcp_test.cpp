@@ -45,10 +45,7 @@ using nlohmann::json;
 
 const std::string kRingcp = RINGCP_PATH;
 
-bool uring_required() {
-  const char* value = std::getenv("RINGIO_REQUIRE_URING");
-  return value != nullptr && std::strcmp(value, "1") == 0;
-}
+using ::ringio::test::uring_required;
 
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> lines;

@@ -95,6 +95,11 @@ BackendSelection make_test_backend(EngineChoice choice, IoConfig config) {
   return std::move(selection.value());
 }
 
+bool uring_required() {
+  const char* value = std::getenv("RINGIO_REQUIRE_URING");
+  return value != nullptr && std::strcmp(value, "1") == 0;
+}
+
 bool raw_io_uring_setup_works(int* error_out) {
   io_uring_params params{};
   const long fd = syscall(SYS_io_uring_setup, 4, &params);

@@ -7,6 +7,10 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include <cstring>
+
 #include "ringio/backend.hpp"
 
 namespace ringio::test {
@@ -44,4 +48,19 @@ BackendSelection make_test_backend(EngineChoice choice, IoConfig config = IoConf
 // True when a raw io_uring_setup(2) succeeds, independent of ringio's probe.
 bool raw_io_uring_setup_works(int* error_out = nullptr);
 
+// RINGIO_REQUIRE_URING=1 (set by CI): a test that would skip for lack of
+// io_uring fails instead.
+bool uring_required();
+
 }  // namespace ringio::test
+
+// Skips (or fails, under RINGIO_REQUIRE_URING=1) when io_uring cannot run.
+#define REQUIRE_URING_OR_SKIP()                                                            \
+  do {                                                                                     \
+    int setup_errno = 0;                                                                   \
+    if (!::ringio::test::raw_io_uring_setup_works(&setup_errno)) {                         \
+      if (::ringio::test::uring_required())                                                \
+        FAIL() << "RINGIO_REQUIRE_URING=1 but io_uring_setup fails: " << strerror(setup_errno); \
+      GTEST_SKIP() << "io_uring_setup fails here: " << strerror(setup_errno);              \
+    }                                                                                      \
+  } while (0)

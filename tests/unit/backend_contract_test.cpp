@@ -22,10 +22,7 @@ namespace {
 
 using test::TempDir;
 
-bool uring_required() {
-  const char* value = std::getenv("RINGIO_REQUIRE_URING");
-  return value != nullptr && std::strcmp(value, "1") == 0;
-}
+using test::uring_required;
 
 class BackendContract : public ::testing::TestWithParam<EngineChoice> {
  protected:

@@ -33,21 +33,8 @@ namespace {
 
 using test::TempDir;
 
-bool uring_required() {
-  const char* value = std::getenv("RINGIO_REQUIRE_URING");
-  return value != nullptr && std::strcmp(value, "1") == 0;
-}
+using test::uring_required;
 
-// Skips (or fails, under RINGIO_REQUIRE_URING=1) when io_uring cannot run.
-#define REQUIRE_URING_OR_SKIP()                                                             \
-  do {                                                                                      \
-    int setup_errno = 0;                                                                    \
-    if (!test::raw_io_uring_setup_works(&setup_errno)) {                                    \
-      if (uring_required())                                                                 \
-        FAIL() << "RINGIO_REQUIRE_URING=1 but io_uring_setup fails: " << strerror(setup_errno); \
-      GTEST_SKIP() << "io_uring_setup fails here: " << strerror(setup_errno);               \
-    }                                                                                       \
-  } while (0)
 
 const char* mode_name(ResizeMode mode) {
   return mode == ResizeMode::sparse ? "sparse" : "reregister";

@@ -25,6 +25,7 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -88,7 +89,6 @@ enum class Step : uint8_t {
   times,
   verify,
   fsync,
-  mark_temp,
   publish,
   publish_temp_name,
   rename_into_place,
@@ -226,6 +226,8 @@ class Engine {
   void delete_extraneous(DirNode* dir);
   uint64_t remove_tree(int dirfd, const std::string& name, const std::string& display);
   bool excluded(const std::string& relative, bool is_dir) const;
+  int64_t create_in_place_of(DirNode* parent, const std::string& target_name,
+                             const std::function<Request(const char* name)>& make);
   void apply_path_metadata(DirNode* parent, const std::string& target_name,
                            const struct statx& st, const std::string& display);
   static std::string join(const std::string& directory, const std::string& name) {
@@ -648,12 +650,9 @@ void Engine::copy_symlink(DirNode* parent, const std::string& name, const std::s
         return;
       }
     }
-    const std::string temp = random_temp_name();
-    rc = sync_op(Request::symlinkat(link.data(), parent->target_fd, temp.c_str()));
-    if (rc == 0) {
-      rc = sync_op(Request::renameat(parent->target_fd, temp.c_str(), parent->target_fd, target_name.c_str()));
-      if (rc < 0) sync_op(Request::unlinkat(parent->target_fd, temp.c_str(), 0));
-    }
+    rc = create_in_place_of(parent, target_name, [&](const char* temp_name) {
+      return Request::symlinkat(link.data(), parent->target_fd, temp_name);
+    });
   }
   if (rc < 0) {
     parent->had_error = true;
@@ -676,12 +675,9 @@ void Engine::copy_special(DirNode* parent, const std::string& name, const std::s
   int64_t rc = sync_op(Request::mknodat(parent->target_fd, target_name.c_str(),
                                         (st.stx_mode & S_IFMT) | 0600, device));
   if (rc == -EEXIST && options_.clobber != ClobberMode::no_clobber) {
-    const std::string temp = random_temp_name();
-    rc = sync_op(Request::mknodat(parent->target_fd, temp.c_str(), (st.stx_mode & S_IFMT) | 0600, device));
-    if (rc == 0) {
-      rc = sync_op(Request::renameat(parent->target_fd, temp.c_str(), parent->target_fd, target_name.c_str()));
-      if (rc < 0) sync_op(Request::unlinkat(parent->target_fd, temp.c_str(), 0));
-    }
+    rc = create_in_place_of(parent, target_name, [&](const char* temp_name) {
+      return Request::mknodat(parent->target_fd, temp_name, (st.stx_mode & S_IFMT) | 0600, device);
+    });
   } else if (rc == -EEXIST) {
     ++report_.files_skipped;
     return;
@@ -693,6 +689,20 @@ void Engine::copy_special(DirNode* parent, const std::string& name, const std::s
   }
   ++report_.specials_copied;
   apply_path_metadata(parent, target_name, st, target_display);
+}
+
+// Replaces an existing `target_name` with a new entry that `make` creates:
+// made under a temporary name, renamed over the old one, removed if the
+// rename fails. Returns 0 or -errno.
+int64_t Engine::create_in_place_of(DirNode* parent, const std::string& target_name,
+                                   const std::function<Request(const char* name)>& make) {
+  const std::string temp = random_temp_name();
+  int64_t rc = sync_op(make(temp.c_str()));
+  if (rc == 0) {
+    rc = sync_op(Request::renameat(parent->target_fd, temp.c_str(), parent->target_fd, target_name.c_str()));
+    if (rc < 0) sync_op(Request::unlinkat(parent->target_fd, temp.c_str(), 0));
+  }
+  return rc;
 }
 
 // Owner, mode and times of an entry that cannot be opened (symlink, FIFO,
@@ -1025,8 +1035,6 @@ void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
       case Step::fsync:
         if (result < 0) fail(slot, "error syncing", target, int(-result));
         break;
-      case Step::mark_temp:
-        break;  // best effort: a filesystem without user xattrs has no marker
       case Step::publish:
         if (result == -EEXIST) {
           task.step = Step::publish_temp_name;  // replace: temp name, then rename over
@@ -1235,7 +1243,6 @@ Step Engine::next_step(const FileTask& task) const {
     case Step::times: return Step::verify;
     case Step::verify: return Step::fsync;
     case Step::fsync: return Step::publish;
-    case Step::mark_temp: return Step::publish;
     case Step::publish: return Step::unmark;
     case Step::publish_temp_name: return Step::rename_into_place;
     case Step::rename_into_place:
@@ -1349,8 +1356,6 @@ bool Engine::issue_step(uint32_t slot) {
       if (!options_.fsync) return false;
       step_op(slot, Request::fsync(task.target_fd));
       return true;
-    case Step::mark_temp:
-      return false;  // marked when a temporary name is about to appear
     case Step::publish:
       if (task.named_temp) {
         task.step = Step::rename_into_place;

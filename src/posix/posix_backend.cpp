@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/teardown_stats.hpp"
 #include "posix/syscalls.hpp"
 
 namespace ringio::posix {
@@ -27,14 +28,7 @@ PosixBackend::PosixBackend(const IoConfig& config, BufferAllocator allocator,
 }
 
 PosixBackend::~PosixBackend() {
-  if (const char* env = std::getenv("RINGIO_STATS"); env != nullptr && std::strcmp(env, "1") == 0) {
-    const OpCounts counts = op_counts();
-    std::fprintf(stderr, "%s backend=posix plain_reads=%llu plain_writes=%llu metadata_ops=%llu\n",
-                 format_stats_line(group_.stats()).c_str(),
-                 static_cast<unsigned long long>(counts.plain_reads),
-                 static_cast<unsigned long long>(counts.plain_writes),
-                 static_cast<unsigned long long>(counts.inline_metadata_ops));
-  }
+  print_teardown_stats(kind(), group_.stats(), op_counts());
 }
 
 bool PosixBackend::prepare(const Request& request) {

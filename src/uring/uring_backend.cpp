@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/teardown_stats.hpp"
 #include "posix/syscalls.hpp"
 
 namespace ringio::uring {
@@ -57,18 +58,7 @@ Result<std::unique_ptr<UringBackend>> UringBackend::create(const IoConfig& confi
 }
 
 UringBackend::~UringBackend() {
-  if (const char* env = std::getenv("RINGIO_STATS"); env != nullptr && std::strcmp(env, "1") == 0) {
-    const OpCounts counts = op_counts();
-    std::fprintf(stderr, "%s backend=uring fixed_reads=%llu fixed_writes=%llu plain_reads=%llu "
-                         "plain_writes=%llu ring_metadata_ops=%llu inline_metadata_ops=%llu\n",
-                 format_stats_line(group_->stats()).c_str(),
-                 static_cast<unsigned long long>(counts.fixed_reads),
-                 static_cast<unsigned long long>(counts.fixed_writes),
-                 static_cast<unsigned long long>(counts.plain_reads),
-                 static_cast<unsigned long long>(counts.plain_writes),
-                 static_cast<unsigned long long>(counts.ring_metadata_ops),
-                 static_cast<unsigned long long>(counts.inline_metadata_ops));
-  }
+  print_teardown_stats(kind(), group_->stats(), op_counts());
   // Drain what is still in flight so that no request outlives the buffers
   // it points at (the kernel would keep them pinned, but our memory goes).
   while (ring_ && ring_in_flight_ > 0) {

@@ -149,7 +149,8 @@ struct FileTask {
   bool direct = false;             // the source is read with O_DIRECT
   bool parked = false;
   // xattrs
-  std::vector<char> xattr_names;
+  std::vector<char> xattr_names;   // kept at its full size: no zero-fill per file
+  size_t xattr_names_length = 0;   // bytes of names flistxattr returned
   size_t xattr_cursor = 0;
   std::vector<char> xattr_value;
   // hard links
@@ -1019,12 +1020,8 @@ void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
         if (result < 0) fail(slot, "failed to preserve permissions for", target, int(-result));
         break;
       case Step::list_xattrs:
-        if (result > 0) {
-          task.xattr_names.resize(size_t(result));
-          task.xattr_cursor = 0;
-        } else {
-          task.xattr_names.clear();
-        }
+        task.xattr_names_length = result > 0 ? size_t(result) : 0;
+        task.xattr_cursor = 0;
         break;
       case Step::times:
         if (result < 0) fail(slot, "failed to preserve times for", target, int(-result));
@@ -1273,7 +1270,7 @@ void Engine::advance(uint32_t slot) {
       if (task.chunks_in_flight != 0 || task.parked) return;
       task.step = next_step(task);
     } else if (task.step == Step::copy_xattr) {
-      if (task.xattr_cursor < task.xattr_names.size()) {
+      if (task.xattr_cursor < task.xattr_names_length) {
         const char* key = task.xattr_names.data() + task.xattr_cursor;
         task.xattr_value.resize(65536);
         Request get = Request::fgetxattr(task.source_fd, key, task.xattr_value.data(), task.xattr_value.size());

@@ -477,16 +477,35 @@ def rm_rf_parallel(path: str, jobs: int = 12) -> None:
     here: a plain rm -rf of 20,000 small files takes about a minute, which
     would dominate the harness.  The latency overlaps well: 8-16 parallel rm
     processes are ~10x faster.  (Outside the timed part, but it is why a run
-    of many-file workloads takes long between measurements.)"""
+    of many-file workloads takes long between measurements.)
+
+    Every rm gets its paths as arguments, checked to lie strictly inside
+    `path`.  An earlier version fed them to `xargs -0` through a pipe: when
+    the harness was killed in the middle of that write, xargs still ran rm
+    on the cut-off last record, which can be any prefix of a path (such as
+    /var), and removed it."""
     if not os.path.lexists(path):
         return
-    if os.path.isdir(path) and not os.path.islink(path):
-        pieces = [p for p in split_tree(path, jobs * 4) if p != "."]
-        if len(pieces) > 1:
-            data = b"\0".join(os.path.join(path, p).encode() for p in pieces)
-            subprocess.run(["xargs", "-0", "-P", str(jobs), "-n", "4",
-                            "rm", "-rf", "--one-file-system", "--"], input=data, check=True)
-    rm_rf(path)
+    root = os.path.abspath(path)
+    if os.path.isdir(root) and not os.path.islink(root):
+        pieces = [os.path.join(root, p) for p in split_tree(root, jobs * 4) if p != "."]
+        for p in pieces:
+            if p == root or os.path.commonpath([root, p]) != root:
+                raise RuntimeError(f"rm_rf_parallel: {p!r} is not inside {root!r}")
+        running: list[subprocess.Popen] = []
+
+        def reap_one() -> None:
+            proc = running.pop(0)
+            if proc.wait() != 0:
+                raise subprocess.CalledProcessError(proc.returncode, proc.args)
+
+        for i in range(0, len(pieces), 4):
+            while len(running) >= jobs:
+                reap_one()
+            running.append(subprocess.Popen(["rm", "-rf", "--one-file-system", "--", *pieces[i:i + 4]]))
+        while running:
+            reap_one()
+    rm_rf(root)
 
 
 def drop_caches() -> bool:

@@ -79,12 +79,7 @@ class Child {
       const int null = open("/dev/null", O_RDONLY);
       dup2(null, 0);
       if (in_child) in_child();
-      std::vector<char*> args;
-      for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-      args.push_back(nullptr);
-      execvp(args[0], args.data());
-      std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
-      _exit(127);
+      test::exec_argv(argv);
     }
   }
   ~Child() {

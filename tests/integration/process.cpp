@@ -1,4 +1,5 @@
 #include "integration/process.hpp"
+#include "support/test_util.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -48,18 +49,11 @@ std::string read_all(int fd) {
     if (equals == std::string::npos) unsetenv(assignment.c_str());
     else setenv(assignment.substr(0, equals).c_str(), assignment.substr(equals + 1).c_str(), 1);
   }
-  std::vector<char*> args;
-  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-  args.push_back(nullptr);
-  if (traced) {
-    if (ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) != 0) {
-      std::fprintf(stderr, "PTRACE_TRACEME: %s\n", std::strerror(errno));
-      _exit(126);
-    }
+  if (traced && ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) != 0) {
+    std::fprintf(stderr, "PTRACE_TRACEME: %s\n", std::strerror(errno));
+    _exit(126);
   }
-  execvp(args[0], args.data());
-  std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
-  _exit(127);
+  test::exec_argv(argv);
 }
 
 RunResult finish(int status, int out_fd, int err_fd) {

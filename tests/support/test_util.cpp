@@ -61,6 +61,15 @@ std::vector<uint8_t> read_file(const std::string& path) {
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
+void exec_argv(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  execvp(args[0], args.data());
+  std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
+  _exit(127);
+}
+
 ChildResult run_command(const std::vector<std::string>& argv,
                         const std::vector<std::string>& extra_env) {
   int pipe_fds[2];
@@ -70,12 +79,7 @@ ChildResult run_command(const std::vector<std::string>& argv,
     dup2(pipe_fds[1], 1);
     dup2(pipe_fds[1], 2);
     for (const std::string& assignment : extra_env) putenv(const_cast<char*>(assignment.c_str()));
-    std::vector<char*> args;
-    for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
-    _exit(127);
+    exec_argv(argv);
   }
   close(pipe_fds[1]);
   ChildResult result;

@@ -37,6 +37,9 @@ struct ChildResult {
   int exit_code = -1;  // -1: killed by a signal
   std::string output;  // stdout and stderr together
 };
+// In a forked child: execvp(argv), or report why not on stderr and _exit(127).
+[[noreturn]] void exec_argv(const std::vector<std::string>& argv);
+
 // Runs argv (argv[0] looked up in PATH) and captures its output.
 ChildResult run_command(const std::vector<std::string>& argv,
                         const std::vector<std::string>& extra_env = {});

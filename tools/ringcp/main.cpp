@@ -5,6 +5,7 @@
 // not copied, 3 interrupted or fatal.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -163,6 +164,19 @@ class ProgressLine {
   bool shown_ = false;
   std::thread thread_;
 };
+
+// io-wq runs what cannot complete inline: file creation, links, statx,
+// buffered writes on ext4. Measured on 2 CPUs (docs/BENCHMARKS.md), one worker
+// beat two and four on every workload (100,000 small files hot: 3.6 s with
+// one, 4.6 s with two, 6.5 s with four): extra workers contend for the same
+// directory and inode locks and take CPU from the submitting thread. Half the
+// CPUs we may run on, at least one; larger machines are not measured.
+uint32_t default_iowq_workers() {
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  const int count = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 2;
+  return uint32_t(std::max(1, count / 2));
+}
 
 }  // namespace
 
@@ -331,9 +345,7 @@ int main(int argc, char** argv) {
   }
   options.io.sqpoll = sqpoll;
   options.io.direct_io = !no_direct;
-  // io-wq runs the blocking metadata ops (create, link, statx); more workers
-  // than cores only contend inside the filesystem (see docs/BENCHMARKS.md).
-  options.io.iowq_max_workers = 4;
+  options.io.iowq_max_workers = default_iowq_workers();
   if (const char* workers = std::getenv("RINGCP_IOWQ_WORKERS")) options.io.iowq_max_workers = uint32_t(std::atoi(workers));
   if (const char* files = std::getenv("RINGCP_FILES_IN_FLIGHT")) options.files_in_flight_max = uint32_t(std::max(1, std::atoi(files)));
   if (ringio::Status valid = options.io.validate(); !valid) {

@@ -488,7 +488,7 @@ def rm_rf_parallel(path: str, jobs: int = 12) -> None:
         return
     root = os.path.abspath(path)
     if os.path.isdir(root) and not os.path.islink(root):
-        pieces = [os.path.join(root, p) for p in split_tree(root, jobs * 4) if p != "."]
+        pieces = [os.path.normpath(os.path.join(root, p)) for p in split_tree(root, jobs * 4) if p != "."]
         for p in pieces:
             if p == root or os.path.commonpath([root, p]) != root:
                 raise RuntimeError(f"rm_rf_parallel: {p!r} is not inside {root!r}")

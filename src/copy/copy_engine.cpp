@@ -15,6 +15,7 @@
 #include <linux/fs.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -1196,6 +1197,26 @@ void Engine::after_opening(uint32_t slot) {
   if (!issue_step(slot)) advance(slot);
 }
 
+// True when at least half of the file's pages are in the page cache
+// (cachestat(2), Linux 6.5; false where it is missing). Such a file is read
+// from the cache: O_DIRECT would read it from the device again.
+bool mostly_cached(int fd, uint64_t size) {
+#ifndef __NR_cachestat
+  constexpr long kCachestatSyscall = 451;  // the same number on every architecture
+#else
+  constexpr long kCachestatSyscall = __NR_cachestat;
+#endif
+  struct {
+    uint64_t off, len;
+  } range{0, size};
+  struct {
+    uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+  } stat{};
+  if (syscall(kCachestatSyscall, fd, &range, &stat, 0) != 0) return false;
+  const uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
+  return stat.nr_cache * 2 >= (size + page - 1) / page;
+}
+
 // Large files are read with O_DIRECT where the filesystem allows it: the
 // device writes straight into the registered buffer (no copy to user space,
 // no page cache filled with data read once), and the write from that buffer
@@ -1206,7 +1227,7 @@ void Engine::after_opening(uint32_t slot) {
 void Engine::try_direct_io(FileTask& task) {
   const uint64_t size = task.source_stat.stx_size;
   if (!options_.io.direct_io || size < kDirectIoMinBytes || task.extents.size() != 1 ||
-      task.extents.front().first != 0)
+      task.extents.front().first != 0 || mostly_cached(task.source_fd, size))
     return;
   struct statx align {};
   if (::statx(task.source_fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &align) != 0 ||

@@ -97,8 +97,18 @@ std::vector<SizedFile> boundary_sizes() {
 
 void build_sized_files(const std::string& directory, uint64_t seed) {
   make_dir(directory);
-  for (const SizedFile& file : boundary_sizes())
-    write_bytes(directory + "/" + file.name, test::random_bytes(file.size, seed++));
+  for (const SizedFile& file : boundary_sizes()) {
+    const std::string path = directory + "/" + file.name;
+    write_bytes(path, test::random_bytes(file.size, seed++));
+    // ringcp reads a file that is mostly in the page cache through the cache:
+    // written back and dropped, the large file takes the O_DIRECT path.
+    if (file.size >= (uint64_t{4} << 20)) {
+      const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0 || fdatasync(fd) != 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0)
+        throw std::runtime_error("cannot drop the cached pages of " + path);
+      close(fd);
+    }
+  }
 }
 
 FullTree build_full_tree(const std::string& root) {

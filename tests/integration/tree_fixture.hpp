@@ -38,7 +38,7 @@ bool exists(const std::string& path);  // lstat succeeds
 
 // Sizes around page and buffer boundaries for every preset buffer size
 // (16 KiB, 64 KiB, 256 KiB), a multi-buffer file and a file large enough
-// for O_DIRECT: name and size.
+// for O_DIRECT (written back and dropped from the page cache): name and size.
 struct SizedFile {
   std::string name;
   uint64_t size;

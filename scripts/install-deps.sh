@@ -7,7 +7,7 @@ packages=(
   g++ cmake ninja-build pkg-config
   liburing-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libfmt-dev nlohmann-json3-dev libxxhash-dev
-  util-linux attr acl valgrind
+  util-linux attr acl valgrind python3
   libseccomp-dev clang libclang-rt-dev
 )
 

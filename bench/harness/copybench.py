@@ -1210,10 +1210,10 @@ def markdown_report(b: Bench, meta: dict, workloads, rows, lims, missing, warnin
                      "includes the harness's own peak")
     loads = [r["load1"] for r in b.records if "load1" in r]
     if loads and max(loads) > 0.5:
-        notes.append(f"- the machine was not idle: 1-min load average before the runs "
-                     f"median {statistics.median(loads):.1f}, max {max(loads):.1f} on "
-                     f"{os.cpu_count()} CPUs (other work was running; "
-                     f"busy CPU includes it; expect noise)")
+        notes.append(f"- 1-min load average before the runs: median {statistics.median(loads):.1f}, "
+                     f"max {max(loads):.1f} on {os.cpu_count()} CPUs. It counts tasks waiting on "
+                     f"the disk, such as the parallel rm that removes the previous copy, not only "
+                     f"other work; busy CPU includes any other work; expect noise")
     if not b.caches_dropped:
         notes.append("- caches could NOT be dropped (not root): cold runs are not cold")
     if notes:

@@ -181,10 +181,10 @@ void RegisteredBufferGroup::release_all_slots() {
 }
 
 BufferSlot RegisteredBufferGroup::checkout() {
-  acquires_.publish(++acquire_count_);
+  acquires_.add();
   BufferSlot slot;
   if (draining_ || free_slots_.empty()) {
-    misses_.publish(++miss_count_);
+    misses_.add();
   } else {
     const uint32_t index = free_slots_.back();
     free_slots_.pop_back();
@@ -197,21 +197,23 @@ BufferSlot RegisteredBufferGroup::checkout() {
     const int32_t fixed = state.registered ? static_cast<int32_t>(index) : -1;
     slot = BufferSlot(this, index, state.memory, options_.buffer_size_bytes, fixed);
   }
-  if (sizer_ && acquire_count_ - window_first_acquire_ >= options_.sizer.window_acquires) end_window();
+  if (sizer_ && acquires_.get() - window_first_acquire_ >= options_.sizer.window_acquires) end_window();
   return slot;
 }
 
 void RegisteredBufferGroup::end_window() {
-  const WindowSample sample{static_cast<double>(miss_count_ - window_first_miss_) /
-                                static_cast<double>(acquire_count_ - window_first_acquire_),
+  const uint64_t acquires = acquires_.get();
+  const uint64_t misses = misses_.get();
+  const WindowSample sample{static_cast<double>(misses - window_first_miss_) /
+                                static_cast<double>(acquires - window_first_acquire_),
                             window_peak_in_use_};
   const SizerDecision decision = sizer_->on_window(sample);
   if (decision.action != SizerAction::keep) {
     pending_target_ = decision.buffer_count;
     pending_from_sizer_ = true;
   }
-  window_first_acquire_ = acquire_count_;
-  window_first_miss_ = miss_count_;
+  window_first_acquire_ = acquires;
+  window_first_miss_ = misses;
   window_peak_in_use_ = in_use_;
 }
 

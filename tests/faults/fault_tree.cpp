@@ -58,14 +58,6 @@ void walk(const std::string& root, const std::string& relative,
 
 }  // namespace
 
-ScratchDir::ScratchDir(const std::string& base) {
-  std::string pattern = base + "/ringio-faults-XXXXXX";
-  if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp " + pattern + ": " + std::strerror(errno));
-  path_ = pattern;
-}
-
-ScratchDir::~ScratchDir() { remove_tree(path_); }
-
 std::string memory_scratch_base() {
   struct statfs fs {};
   if (statfs("/dev/shm", &fs) == 0 && fs.f_type == TMPFS_MAGIC && access("/dev/shm", W_OK) == 0) return "/dev/shm";
@@ -218,17 +210,6 @@ std::vector<std::string> find_temporaries(const std::string& root) {
     if (name.rfind(".ringcp-", 0) == 0) found.push_back(relative);
   });
   return found;
-}
-
-void remove_tree(const std::string& path) {
-  std::error_code ignored;
-  for (auto it = std::filesystem::recursive_directory_iterator(path, ignored);
-       it != std::filesystem::recursive_directory_iterator(); it.increment(ignored)) {
-    if (it->is_directory(ignored) && !it->is_symlink(ignored))
-      std::filesystem::permissions(it->path(), std::filesystem::perms::owner_all,
-                                   std::filesystem::perm_options::add, ignored);
-  }
-  std::filesystem::remove_all(path, ignored);
 }
 
 std::vector<std::string> regular_files(const TreeSnapshot& snapshot) {

@@ -26,22 +26,6 @@ struct TreeStats {
   uint64_t bytes = 0;
 };
 
-// A scratch directory under `base` (removed with everything in it). The
-// fault schedules run mostly on tmpfs, which is five times faster here than
-// the ext4 disk (mounted with `discard`: deleting a tree blocks).
-class ScratchDir {
- public:
-  explicit ScratchDir(const std::string& base);
-  ~ScratchDir();
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
 // /dev/shm when it is a tmpfs, else "" (callers fall back to the disk).
 std::string memory_scratch_base();
 
@@ -70,9 +54,6 @@ std::vector<std::string> snapshot_differences(const TreeSnapshot& before, const 
 
 // Names anywhere under root that start with ".ringcp-" (temporaries).
 std::vector<std::string> find_temporaries(const std::string& root);
-
-// Removes a tree (making directories writable first).
-void remove_tree(const std::string& path);
 
 // Paths of regular files under a root.
 std::vector<std::string> regular_files(const TreeSnapshot& snapshot);

@@ -176,17 +176,18 @@ struct RunResult {
 class FaultProperty : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const char* base = std::getenv("RINGIO_TEST_DIR");
-    disk_ = std::make_unique<ScratchDir>(base != nullptr ? base : "/var/tmp");
+    disk_ = std::make_unique<TempDir>();
+    // Most schedules run on tmpfs, five times faster here than the ext4 disk
+    // (mounted with `discard`: deleting a tree blocks).
     const std::string memory = memory_scratch_base();
-    memory_ = std::make_unique<ScratchDir>(memory.empty() ? disk_->path() : memory);
+    memory_ = std::make_unique<TempDir>(memory.empty() ? disk_->path() : memory);
   }
   static void TearDownTestSuite() {
     memory_.reset();
     disk_.reset();
   }
 
-  static ScratchDir& scratch(const Scenario& s) { return s.on_disk ? *disk_ : *memory_; }
+  static TempDir& scratch(const Scenario& s) { return s.on_disk ? *disk_ : *memory_; }
   static std::string tree_root(const Scenario& s) { return scratch(s) / ("src" + std::to_string(s.tree)); }
   // Trees are made on first use (a test that needs none makes none).
   static const TreeSnapshot& source_snapshot(const Scenario& s) {
@@ -404,13 +405,13 @@ class FaultProperty : public ::testing::Test {
     ADD_FAILURE() << text;
   }
 
-  static std::unique_ptr<ScratchDir> disk_;
-  static std::unique_ptr<ScratchDir> memory_;
+  static std::unique_ptr<TempDir> disk_;
+  static std::unique_ptr<TempDir> memory_;
   static std::map<std::pair<bool, uint64_t>, TreeSnapshot> snapshots_;
 };
 
-std::unique_ptr<ScratchDir> FaultProperty::disk_;
-std::unique_ptr<ScratchDir> FaultProperty::memory_;
+std::unique_ptr<TempDir> FaultProperty::disk_;
+std::unique_ptr<TempDir> FaultProperty::memory_;
 std::map<std::pair<bool, uint64_t>, TreeSnapshot> FaultProperty::snapshots_;
 
 TEST_F(FaultProperty, seeded_schedules_keep_every_invariant) {

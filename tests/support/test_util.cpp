@@ -17,25 +17,30 @@
 
 namespace ringio::test {
 
-TempDir::TempDir() {
-  const char* base = std::getenv("RINGIO_TEST_DIR");
-  std::string pattern = std::string(base != nullptr ? base : "/var/tmp") + "/ringio-test-XXXXXX";
-  if (mkdtemp(pattern.data()) == nullptr)
-    throw std::runtime_error("mkdtemp " + pattern + ": " + std::strerror(errno));
-  path_ = pattern;
-}
-
-TempDir::~TempDir() {
+void remove_tree(const std::string& path) {
   std::error_code ignored;
-  // A test may leave read-only directories behind; make them writable first.
-  for (auto it = std::filesystem::recursive_directory_iterator(path_, ignored);
+  for (auto it = std::filesystem::recursive_directory_iterator(path, ignored);
        it != std::filesystem::recursive_directory_iterator(); it.increment(ignored)) {
     if (it->is_directory(ignored) && !it->is_symlink(ignored))
       std::filesystem::permissions(it->path(), std::filesystem::perms::owner_all,
                                    std::filesystem::perm_options::add, ignored);
   }
-  std::filesystem::remove_all(path_, ignored);
+  std::filesystem::remove_all(path, ignored);
 }
+
+TempDir::TempDir() : TempDir([] {
+  const char* base = std::getenv("RINGIO_TEST_DIR");
+  return std::string(base != nullptr ? base : "/var/tmp");
+}()) {}
+
+TempDir::TempDir(const std::string& base) {
+  std::string pattern = base + "/ringio-test-XXXXXX";
+  if (mkdtemp(pattern.data()) == nullptr)
+    throw std::runtime_error("mkdtemp " + pattern + ": " + std::strerror(errno));
+  path_ = pattern;
+}
+
+TempDir::~TempDir() { remove_tree(path_); }
 
 std::vector<uint8_t> random_bytes(size_t size, uint64_t seed) {
   std::vector<uint8_t> bytes(size);

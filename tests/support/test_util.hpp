@@ -15,10 +15,16 @@
 
 namespace ringio::test {
 
+// Removes a tree, making its directories writable first (tests leave
+// read-only directories behind). Errors are ignored.
+void remove_tree(const std::string& path);
+
+// A new directory, removed with everything in it.
 class TempDir {
  public:
   // Under $RINGIO_TEST_DIR, else /var/tmp (a disk filesystem, not tmpfs).
   TempDir();
+  explicit TempDir(const std::string& base);
   ~TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;

@@ -1,6 +1,7 @@
 // The buffer pool's telemetry read from another thread while its owner
 // checks buffers out and gives them back (DESIGN.md 2: single writer,
-// relaxed load + store, readable from other threads without a data race).
+// readable from other threads without a data race; ThreadSanitizer builds
+// count with a relaxed load + store, which TSan checks).
 //
 // These tests pass in every build; they are meant for the ThreadSanitizer
 // build (scripts/test.sh, build/tsan), which reports any data race between
@@ -9,51 +10,15 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <cerrno>
+#include <functional>
 #include <thread>
 #include <vector>
 
 #include "ringio/buffer_group.hpp"
+#include "support/fault_injection.hpp"
 
 namespace ringio {
 namespace {
-
-// A registrar that takes at most `cap` buffers, like the kernel when
-// RLIMIT_MEMLOCK runs out (partial update, then ENOMEM).
-class CappedRegistrar final : public BufferRegistrar {
- public:
-  explicit CappedRegistrar(uint32_t cap) : cap_(cap) {}
-  bool supports_sparse_update() const override { return true; }
-  uint32_t kernel_buffer_cap() const override { return 16384; }
-  int register_sparse(uint32_t) override { return 0; }
-  int update_slots(uint32_t, const iovec* iovecs, uint32_t count) override {
-    uint32_t taken = 0;
-    for (; taken < count; ++taken) {
-      if (iovecs[taken].iov_base == nullptr) {
-        if (registered_ > 0) --registered_;
-      } else if (registered_ < cap_) {
-        ++registered_;
-      } else {
-        break;
-      }
-    }
-    return taken == 0 ? -ENOMEM : static_cast<int>(taken);
-  }
-  int register_table(const iovec*, uint32_t count) override {
-    if (count > cap_) return -ENOMEM;
-    registered_ = count;
-    return 0;
-  }
-  int unregister_table() override {
-    registered_ = 0;
-    return 0;
-  }
-  uint32_t fixed_ops_in_flight() const override { return 0; }
-
- private:
-  uint32_t cap_;
-  uint32_t registered_ = 0;
-};
 
 BufferGroupOptions small_pool() {
   BufferGroupOptions options;
@@ -101,6 +66,18 @@ void read_until(const RegisteredBufferGroup& group, const std::atomic<bool>& sto
   result.last_misses = misses;
 }
 
+// Runs `owner_work` on this thread while another thread reads stats(); the
+// reader's findings go to `result`.
+void read_while(const RegisteredBufferGroup& group, ReaderResult& result,
+                const std::function<void()>& owner_work) {
+  std::atomic<bool> stop{false};
+  std::thread reader(read_until, std::cref(group), std::cref(stop), std::ref(result));
+  wait_for_reads(result, 1);
+  owner_work();
+  stop.store(true, std::memory_order_release);
+  reader.join();
+}
+
 class TsanCounters : public ::testing::Test {
  protected:
   PinnedMemoryBudget budget_{std::nullopt, "test: unlimited"};
@@ -110,26 +87,22 @@ TEST_F(TsanCounters, stats_read_from_another_thread_while_the_owner_checks_out) 
   BufferGroupOptions options = small_pool();
   options.budget = &budget_;
   RegisteredBufferGroup group(options, nullptr, "test: unregistered");
-  std::atomic<bool> stop{false};
-  ReaderResult reader_result;
-  std::thread reader(read_until, std::cref(group), std::cref(stop), std::ref(reader_result));
-  wait_for_reads(reader_result, 1);
-
   constexpr uint64_t kRounds = 50000;
   uint64_t expected_acquires = 0, expected_misses = 0;
-  std::vector<BufferSlot> held;
-  for (uint64_t round = 0; round < kRounds; ++round) {
-    // Take 1..6 buffers of a pool of 4 (up to two misses), then give them back.
-    for (uint64_t i = 0; i <= round % 6; ++i) {
-      BufferSlot slot = group.checkout();
-      ++expected_acquires;
-      if (!slot) ++expected_misses;
-      else held.push_back(std::move(slot));
+  ReaderResult reader_result;
+  read_while(group, reader_result, [&] {
+    std::vector<BufferSlot> held;
+    for (uint64_t round = 0; round < kRounds; ++round) {
+      // Take 1..6 buffers of a pool of 4 (up to two misses), then give them back.
+      for (uint64_t i = 0; i <= round % 6; ++i) {
+        BufferSlot slot = group.checkout();
+        ++expected_acquires;
+        if (!slot) ++expected_misses;
+        else held.push_back(std::move(slot));
+      }
+      held.clear();
     }
-    held.clear();
-  }
-  stop.store(true, std::memory_order_release);
-  reader.join();
+  });
 
   const RegisteredBufferStats stats = group.stats();
   EXPECT_EQ(stats.total_acquires, expected_acquires);
@@ -146,20 +119,17 @@ TEST_F(TsanCounters, stats_read_from_another_thread_while_the_owner_checks_out) 
 TEST_F(TsanCounters, stats_read_while_the_owner_resizes) {
   BufferGroupOptions options = small_pool();
   options.budget = &budget_;
-  CappedRegistrar registrar(1000);
+  test::CappedRegistrar registrar(1000);
   RegisteredBufferGroup group(options, &registrar);
   ASSERT_TRUE(group.registered());
-  std::atomic<bool> stop{false};
   ReaderResult reader_result;
-  std::thread reader(read_until, std::cref(group), std::cref(stop), std::ref(reader_result));
-  wait_for_reads(reader_result, 1);
-  for (int round = 0; round < 3000; ++round) {
-    BufferSlot a = group.checkout();
-    BufferSlot b = group.checkout();
-    group.resize_to(round % 2 == 0 ? 8 : 3);
-  }
-  stop.store(true, std::memory_order_release);
-  reader.join();
+  read_while(group, reader_result, [&] {
+    for (int round = 0; round < 3000; ++round) {
+      BufferSlot a = group.checkout();
+      BufferSlot b = group.checkout();
+      group.resize_to(round % 2 == 0 ? 8 : 3);
+    }
+  });
   EXPECT_TRUE(reader_result.monotonic);
   EXPECT_GT(group.stats().growths, 0u);
   EXPECT_GT(group.stats().shrinks, 0u);
@@ -172,19 +142,16 @@ TEST_F(TsanCounters, stats_read_while_the_owner_resizes) {
 TEST_F(TsanCounters, stats_read_while_growth_is_refused) {
   BufferGroupOptions options = small_pool();
   options.budget = &budget_;
-  CappedRegistrar registrar(5);
+  test::CappedRegistrar registrar(5);
   RegisteredBufferGroup group(options, &registrar);
   ASSERT_TRUE(group.registered());
-  std::atomic<bool> stop{false};
   ReaderResult reader_result;
-  std::thread reader(read_until, std::cref(group), std::cref(stop), std::ref(reader_result));
-  wait_for_reads(reader_result, 1);
-  for (int round = 0; round < 3000; ++round) {
-    BufferSlot a = group.checkout();
-    group.resize_to(round % 2 == 0 ? 12 : 2);  // 12 > cap: refused past 5
-  }
-  stop.store(true, std::memory_order_release);
-  reader.join();
+  read_while(group, reader_result, [&] {
+    for (int round = 0; round < 3000; ++round) {
+      BufferSlot a = group.checkout();
+      group.resize_to(round % 2 == 0 ? 12 : 2);  // 12 > cap: refused past 5
+    }
+  });
   EXPECT_TRUE(reader_result.monotonic);
   EXPECT_GT(group.stats().failed_resizes, 0u);
   EXPECT_NE(group.stats().registration_note.find("refused"), std::string::npos) << group.stats().registration_note;

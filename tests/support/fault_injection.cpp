@@ -120,59 +120,55 @@ std::string FaultRecord::describe() const {
   return text;
 }
 
+int CappedRegistrar::update_slots(uint32_t, const iovec* iovecs, uint32_t count) {
+  uint32_t taken = 0;
+  for (; taken < count; ++taken) {
+    if (iovecs[taken].iov_base == nullptr) {
+      if (registered_ > 0) --registered_;
+    } else if (registered_ < cap_) {
+      ++registered_;
+    } else {
+      break;
+    }
+  }
+  if (taken == 0) return refused();
+  return static_cast<int>(taken);
+}
+
+int CappedRegistrar::register_table(const iovec*, uint32_t count) {
+  if (count > cap_) return refused();
+  registered_ = count;
+  return 0;
+}
+
+int CappedRegistrar::unregister_table() {
+  registered_ = 0;
+  return 0;
+}
+
+int CappedRegistrar::refused() { return -ENOMEM; }
+
 // A registrar for the decorator's own pool that refuses (ENOMEM) as the
-// schedule says. The inner ring never sees these buffers: reads and writes
-// from them are forwarded as plain transfers.
-class FaultInjectingBackend::RefusingRegistrar final : public BufferRegistrar {
+// schedule says, and logs each refusal. The inner ring never sees these
+// buffers: reads and writes from them are forwarded as plain transfers.
+class FaultInjectingBackend::RefusingRegistrar final : public CappedRegistrar {
  public:
   RefusingRegistrar(RegistrationFault mode, uint32_t cap, FaultLog& log)
-      : mode_(mode), cap_(mode == RegistrationFault::refuse_all ? 0 : cap), log_(log) {}
-  bool supports_sparse_update() const override { return true; }
-  uint32_t kernel_buffer_cap() const override { return 16384; }
-  int register_sparse(uint32_t) override {
-    if (mode_ == RegistrationFault::refuse_all) return refuse();
-    return 0;
+      : CappedRegistrar(mode == RegistrationFault::refuse_all ? 0 : cap), mode_(mode), log_(log) {}
+  int register_sparse(uint32_t count) override {
+    if (mode_ == RegistrationFault::refuse_all) return refused();
+    return CappedRegistrar::register_sparse(count);
   }
-  // Like the kernel: slots are taken in order until one cannot be pinned;
-  // the count taken is returned, or -ENOMEM when not even the first fits.
-  int update_slots(uint32_t, const iovec* iovecs, uint32_t count) override {
-    uint32_t taken = 0;
-    for (; taken < count; ++taken) {
-      if (iovecs[taken].iov_base == nullptr) {
-        if (registered_ > 0) --registered_;
-      } else if (registered_ < cap_) {
-        ++registered_;
-      } else {
-        break;
-      }
-    }
-    if (taken == 0) return refuse();
-    return static_cast<int>(taken);
-  }
-  int register_table(const iovec*, uint32_t count) override {
-    if (count > cap_) return refuse();
-    registered_ = count;
-    return 0;
-  }
-  int unregister_table() override {
-    registered_ = 0;
-    return 0;
-  }
-  uint32_t fixed_ops_in_flight() const override { return fixed_in_flight; }
-
-  uint32_t fixed_in_flight = 0;
 
  private:
-  int refuse() {
+  int refused() override {
     const auto kind = static_cast<size_t>(FaultKind::registration);
     ++log_.counts.injected[kind];
     ++log_.counts.hit[kind];  // the group sees the refusal at once
     return -ENOMEM;
   }
   RegistrationFault mode_;
-  uint32_t cap_;
   FaultLog& log_;
-  uint32_t registered_ = 0;
 };
 
 FaultInjectingBackend::FaultInjectingBackend(std::unique_ptr<Backend> inner, uint64_t seed,

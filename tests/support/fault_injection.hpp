@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "ringio/backend.hpp"
+#include "ringio/buffer_group.hpp"
 
 namespace ringio::test {
 
@@ -81,6 +82,31 @@ enum class RegistrationFault : uint8_t {
   none,        // the inner backend's own pool
   refuse_all,  // every registration fails with ENOMEM: unregistered pool
   cap,         // at most registered_buffers_max buffers register, then ENOMEM
+};
+
+// A registrar that pins at most `cap` buffers, like the kernel when
+// RLIMIT_MEMLOCK runs out: slots are taken in order until one cannot be
+// pinned, and the count taken is returned, or refused() (ENOMEM) when not
+// even the first fits. Nothing is registered with a ring.
+class CappedRegistrar : public BufferRegistrar {
+ public:
+  explicit CappedRegistrar(uint32_t cap) : cap_(cap) {}
+  bool supports_sparse_update() const override { return true; }
+  uint32_t kernel_buffer_cap() const override { return 16384; }
+  int register_sparse(uint32_t) override { return 0; }
+  int update_slots(uint32_t first, const iovec* iovecs, uint32_t count) override;
+  int register_table(const iovec* iovecs, uint32_t count) override;
+  int unregister_table() override;
+  uint32_t fixed_ops_in_flight() const override { return fixed_in_flight; }
+
+  uint32_t fixed_in_flight = 0;  // kept by a backend that runs fixed ops on these buffers
+
+ protected:
+  virtual int refused();
+
+ private:
+  uint32_t cap_;
+  uint32_t registered_ = 0;
 };
 
 struct FaultSchedule {

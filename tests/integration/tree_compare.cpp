@@ -432,6 +432,25 @@ std::string printable(const std::string& path) {
   return out;
 }
 
+namespace {
+// Removes everything in the directory open at `fd` (which stays open).
+void remove_children(int fd) {
+  const int listing = dup(fd);
+  DIR* stream = listing >= 0 ? fdopendir(listing) : nullptr;
+  if (stream == nullptr) {
+    if (listing >= 0) close(listing);
+    return;
+  }
+  std::vector<std::string> children;
+  while (dirent* item = readdir(stream)) {
+    if (std::strcmp(item->d_name, ".") != 0 && std::strcmp(item->d_name, "..") != 0)
+      children.emplace_back(item->d_name);
+  }
+  closedir(stream);
+  for (const std::string& child : children) remove_tree_at(fd, child);
+}
+}  // namespace
+
 void remove_tree_at(int dirfd, const std::string& name) {
   struct stat st {};
   if (fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return;
@@ -439,18 +458,7 @@ void remove_tree_at(int dirfd, const std::string& name) {
     fchmodat(dirfd, name.c_str(), 0700, 0);
     const int fd = openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd >= 0) {
-      const int listing = dup(fd);
-      if (DIR* stream = listing >= 0 ? fdopendir(listing) : nullptr) {
-        std::vector<std::string> children;
-        while (dirent* item = readdir(stream)) {
-          if (std::strcmp(item->d_name, ".") != 0 && std::strcmp(item->d_name, "..") != 0)
-            children.emplace_back(item->d_name);
-        }
-        closedir(stream);
-        for (const std::string& child : children) remove_tree_at(fd, child);
-      } else if (listing >= 0) {
-        close(listing);
-      }
+      remove_children(fd);
       close(fd);
     }
     unlinkat(dirfd, name.c_str(), AT_REMOVEDIR);
@@ -462,18 +470,7 @@ void remove_tree_at(int dirfd, const std::string& name) {
 void clear_directory(const std::string& directory) {
   const int fd = open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return;
-  const int listing = dup(fd);
-  if (DIR* stream = listing >= 0 ? fdopendir(listing) : nullptr) {
-    std::vector<std::string> children;
-    while (dirent* item = readdir(stream)) {
-      if (std::strcmp(item->d_name, ".") != 0 && std::strcmp(item->d_name, "..") != 0)
-        children.emplace_back(item->d_name);
-    }
-    closedir(stream);
-    for (const std::string& child : children) remove_tree_at(fd, child);
-  } else if (listing >= 0) {
-    close(listing);
-  }
+  remove_children(fd);
   close(fd);
 }
 

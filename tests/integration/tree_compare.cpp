@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -124,14 +125,16 @@ void fill_from_stat(Entry& entry, const struct stat& st) {
 void scan_entry(int dirfd, const std::string& name, const std::string& relative,
                 const ScanOptions& options, Scan& scan);
 
-void scan_directory_contents(int fd, const std::string& relative, const ScanOptions& options,
-                             Scan& scan) {
+// The names in the directory open at `fd` (which stays open), without "."
+// and ".."; nullopt, with errno set, when it cannot be listed.
+std::optional<std::vector<std::string>> list_names(int fd) {
   const int listing = dup(fd);
   DIR* stream = listing >= 0 ? fdopendir(listing) : nullptr;
   if (stream == nullptr) {
+    const int error = errno;
     if (listing >= 0) close(listing);
-    scan[relative].problem += "cannot list: " + errno_text(errno) + "; ";
-    return;
+    errno = error;
+    return std::nullopt;
   }
   std::vector<std::string> names;
   while (dirent* item = readdir(stream)) {
@@ -139,8 +142,18 @@ void scan_directory_contents(int fd, const std::string& relative, const ScanOpti
       names.emplace_back(item->d_name);
   }
   closedir(stream);
-  std::sort(names.begin(), names.end());
-  for (const std::string& name : names) scan_entry(fd, name, join(relative, name), options, scan);
+  return names;
+}
+
+void scan_directory_contents(int fd, const std::string& relative, const ScanOptions& options,
+                             Scan& scan) {
+  std::optional<std::vector<std::string>> names = list_names(fd);
+  if (!names) {
+    scan[relative].problem += "cannot list: " + errno_text(errno) + "; ";
+    return;
+  }
+  std::sort(names->begin(), names->end());
+  for (const std::string& name : *names) scan_entry(fd, name, join(relative, name), options, scan);
 }
 
 void scan_entry(int dirfd, const std::string& name, const std::string& relative,
@@ -435,19 +448,8 @@ std::string printable(const std::string& path) {
 namespace {
 // Removes everything in the directory open at `fd` (which stays open).
 void remove_children(int fd) {
-  const int listing = dup(fd);
-  DIR* stream = listing >= 0 ? fdopendir(listing) : nullptr;
-  if (stream == nullptr) {
-    if (listing >= 0) close(listing);
-    return;
-  }
-  std::vector<std::string> children;
-  while (dirent* item = readdir(stream)) {
-    if (std::strcmp(item->d_name, ".") != 0 && std::strcmp(item->d_name, "..") != 0)
-      children.emplace_back(item->d_name);
-  }
-  closedir(stream);
-  for (const std::string& child : children) remove_tree_at(fd, child);
+  if (const auto children = list_names(fd))
+    for (const std::string& child : *children) remove_tree_at(fd, child);
 }
 }  // namespace
 

@@ -53,6 +53,7 @@ enum class Op : uint8_t {
   ftruncate,
   fadvise,
   ficlone,  // ioctl(fd, FICLONE, fd2): share the extents of fd2 (reflink)
+  copy_file_range,  // length bytes from fd to fd2, both at offset; result = bytes copied
   count_,
 };
 inline constexpr size_t kOpCount = static_cast<size_t>(Op::count_);
@@ -114,6 +115,9 @@ struct Request {
   static Request ftruncate(int fd, uint64_t len);
   static Request fadvise(int fd, uint64_t offset, uint64_t len, int advice);
   static Request ficlone(int target_fd, int source_fd);
+  // The kernel copies page cache to page cache (or shares extents): the data
+  // never passes through user space. Same offset in both files.
+  static Request copy_file_range(int source_fd, int target_fd, uint64_t offset, uint64_t len);
   static Request nop();
 };
 

@@ -52,6 +52,9 @@ struct CopyOptions {
   std::vector<std::string> excludes;  // fnmatch patterns (rsync-style, simplified)
   bool verify = false;
   bool fsync = false;
+  // A file of 4 MiB or more that is mostly in the page cache is copied by
+  // the kernel (copy_file_range) instead of through the buffer pool.
+  bool copy_in_kernel = true;
   int verbosity = 0;  // -v: 1, -q: -1
 
   EngineChoice engine = EngineChoice::automatic;

@@ -42,8 +42,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Files at least this large are read with O_DIRECT where the filesystem allows.
-constexpr uint64_t kDirectIoMinBytes = 4 << 20;
+// Files at least this large are copied in the kernel when they are mostly in
+// the page cache, else read with O_DIRECT where the filesystem allows.
+constexpr uint64_t kLargeFileBytes = 4 << 20;
+// One copy_file_range request moves at most this much: the call runs on the
+// submitting thread, so a piece bounds how long other files wait for it.
+constexpr uint64_t kCopyRangePieceBytes = 8 << 20;
 
 // user_data layout: [tag:8][slot:40][what:16].
 enum class Tag : uint8_t { file = 1, chunk = 2, sync = 3 };
@@ -112,6 +116,7 @@ enum What : uint16_t {
   kSetXattr,
   kChunkRead,
   kChunkWrite,
+  kCopyRange,
 };
 
 struct LinkGroup {
@@ -148,6 +153,7 @@ struct FileTask {
   uint32_t chunks_in_flight = 0;
   bool needs_truncate = false;
   bool direct = false;             // the source is read with O_DIRECT
+  bool in_kernel = false;          // the data goes by copy_file_range, not through buffers
   bool parked = false;
   // xattrs
   std::vector<char> xattr_names;   // kept at its full size: no zero-fill per file
@@ -257,12 +263,15 @@ class Engine {
   void fail(uint32_t slot, const std::string& what, const std::string& path, int code);
   void schedule_chunks(uint32_t slot);
   void on_chunk_completion(uint32_t chunk_index, uint16_t what, int64_t result);
+  void schedule_copy_range(uint32_t slot);
+  void on_copy_range_completion(uint32_t slot, int64_t result);
   void release_chunk(uint32_t chunk_index);
   void retry_parked();
   void finish_task(uint32_t slot);
   int verify_file(FileTask& task);
   bool should_skip(const FileTask& task) const;
   void plan_extents(FileTask& task);
+  void choose_data_path(FileTask& task);
   void try_direct_io(FileTask& task);
   void stop_direct_io(FileTask& task);
   void step_op(uint32_t slot, Request request) {
@@ -982,6 +991,9 @@ void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
       break;
     case kStepOp:
       break;
+    case kCopyRange:
+      on_copy_range_completion(slot, result);
+      return;
     case kCloseSource:
     case kCloseTarget:
       break;
@@ -1192,7 +1204,7 @@ void Engine::after_opening(uint32_t slot) {
     }
   }
   plan_extents(task);
-  try_direct_io(task);
+  choose_data_path(task);
   task.step = Step::reflink;
   if (!issue_step(slot)) advance(slot);
 }
@@ -1217,18 +1229,29 @@ bool mostly_cached(int fd, uint64_t size) {
   return stat.nr_cache * 2 >= (size + page - 1) / page;
 }
 
-// Large files are read with O_DIRECT where the filesystem allows it: the
-// device writes straight into the registered buffer (no copy to user space,
-// no page cache filled with data read once), and the write from that buffer
-// is buffered. Measured here: O_DIRECT writes too were slower than the
-// kernel's writeback on this host-cached disk (docs/BENCHMARKS.md). Pool
-// buffers are page-aligned and a power of two long, and chunks start at
-// multiples of the buffer size, so only the filesystem's alignment is checked.
-void Engine::try_direct_io(FileTask& task) {
+// A large file already in the page cache is copied by the kernel from cache
+// to cache (copy_file_range): through a buffer it would be copied twice.
+// Measured on a hot 2 GiB file: docs/BENCHMARKS.md. Any other large file is
+// read with O_DIRECT where allowed.
+void Engine::choose_data_path(FileTask& task) {
   const uint64_t size = task.source_stat.stx_size;
-  if (!options_.io.direct_io || size < kDirectIoMinBytes || task.extents.size() != 1 ||
-      task.extents.front().first != 0 || mostly_cached(task.source_fd, size))
+  if (size < kLargeFileBytes || task.extents.size() != 1 || task.extents.front().first != 0) return;
+  if (mostly_cached(task.source_fd, size)) {
+    task.in_kernel = options_.copy_in_kernel;
     return;
+  }
+  try_direct_io(task);
+}
+
+// O_DIRECT reads: the device writes straight into the registered buffer (no
+// copy to user space, no page cache filled with data read once), and the
+// write from that buffer is buffered. Measured here: O_DIRECT writes too were
+// slower than the kernel's writeback on this host-cached disk
+// (docs/BENCHMARKS.md). Pool buffers are page-aligned and a power of two
+// long, and chunks start at multiples of the buffer size, so only the
+// filesystem's alignment is checked.
+void Engine::try_direct_io(FileTask& task) {
+  if (!options_.io.direct_io) return;
   struct statx align {};
   if (::statx(task.source_fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &align) != 0 ||
       !(align.stx_mask & STATX_DIOALIGN))
@@ -1329,7 +1352,7 @@ bool Engine::issue_step(uint32_t slot) {
       // Files of more than one buffer are re-checked: a change while they
       // were copied is reported, never copied silently wrong. Smaller files
       // are checked by their single read (it asks for more than the size).
-      if (size < pool_.buffer_size() && task.extents.size() <= 1) return false;
+      if (!task.in_kernel && size < pool_.buffer_size() && task.extents.size() <= 1) return false;
       task.target_stat = task.source_stat;
       step_op(slot, Request::statx(task.source_fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &task.source_stat));
       return true;
@@ -1482,6 +1505,10 @@ bool Engine::issue_step(uint32_t slot) {
 
 void Engine::schedule_chunks(uint32_t slot) {
   FileTask& task = tasks_[slot];
+  if (task.in_kernel) {
+    schedule_copy_range(slot);
+    return;
+  }
   task.parked = false;
   while (task.error == 0 && !task.cancelled && task.extent_index < task.extents.size()) {
     const auto [extent_start, extent_end] = task.extents[task.extent_index];
@@ -1585,6 +1612,42 @@ void Engine::on_chunk_completion(uint32_t index, uint16_t what, int64_t result) 
                           chunk.slot.fixed_index());
   request.user_data = make_user_data(Tag::chunk, index, chunk.writing ? kChunkWrite : kChunkRead);
   submit(request);
+}
+
+// One piece at a time: the backend runs copy_file_range as a direct syscall.
+void Engine::schedule_copy_range(uint32_t slot) {
+  FileTask& task = tasks_[slot];
+  if (task.chunks_in_flight != 0 || task.error != 0 || task.cancelled) return;
+  const uint64_t end = task.extents.empty() ? 0 : task.extents.front().second;
+  if (task.next_offset >= end) return;
+  const uint64_t length = std::min(kCopyRangePieceBytes, end - task.next_offset);
+  Request copy = Request::copy_file_range(task.source_fd, task.target_fd, task.next_offset, length);
+  copy.user_data = make_user_data(Tag::file, slot, kCopyRange);
+  ++task.chunks_in_flight;
+  submit(copy);
+}
+
+void Engine::on_copy_range_completion(uint32_t slot, int64_t result) {
+  FileTask& task = tasks_[slot];
+  DirNode* dir = task.dir;
+  --task.chunks_in_flight;
+  if (result == -EINTR || result == -EAGAIN) {
+    // The same piece again.
+  } else if (result == -EXDEV || result == -EINVAL || result == -EOPNOTSUPP || result == -ENOSYS) {
+    // This pair of files cannot be copied in the kernel (e.g. across
+    // filesystems): the rest goes through the buffers.
+    task.in_kernel = false;
+  } else if (result < 0) {
+    fail(slot, "error copying " + quote_name(source_path(dir, task.name)) + " to",
+         target_path(dir, task.target_name), int(-result));
+  } else if (result == 0) {
+    fail(slot, "source file shrank while it was copied:", source_path(dir, task.name), 0);
+  } else {
+    task.next_offset += uint64_t(result);
+    if (callbacks_.progress) callbacks_.progress->bytes_done.fetch_add(uint64_t(result), std::memory_order_relaxed);
+    report_.bytes_copied += uint64_t(result);
+  }
+  advance(slot);
 }
 
 void Engine::release_chunk(uint32_t index) {

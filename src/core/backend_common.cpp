@@ -17,7 +17,8 @@ const char* op_name(Op op) {
       "fsync",      "mkdirat",    "mknodat",   "linkat",    "renameat",  "unlinkat",
       "symlinkat",  "readlinkat", "fchmod",    "fchownat",  "utimensat", "fsetxattr",
       "fgetxattr",  "flistxattr", "fremovexattr", "lsetxattr", "llistxattr", "lgetxattr", "seek_data",
-      "seek_hole",  "fallocate",  "ftruncate", "fadvise",   "ficlone"};
+      "seek_hole",  "fallocate",  "ftruncate", "fadvise",   "ficlone",
+      "copy_file_range"};
   const auto index = static_cast<size_t>(op);
   return index < kOpCount ? kNames[index] : "invalid";
 }
@@ -299,6 +300,15 @@ Request Request::ficlone(int target_fd, int source_fd) {
   Request r = make(Op::ficlone);
   r.fd = target_fd;
   r.fd2 = source_fd;
+  return r;
+}
+
+Request Request::copy_file_range(int source_fd, int target_fd, uint64_t offset, uint64_t len) {
+  Request r = make(Op::copy_file_range);
+  r.fd = source_fd;
+  r.fd2 = target_fd;
+  r.offset = offset;
+  r.length = len;
   return r;
 }
 

@@ -38,7 +38,7 @@ bool PosixBackend::prepare(const Request& request) {
     counters_.plain_reads.add();
   } else if (request.op == Op::write) {
     counters_.plain_writes.add();
-  } else {
+  } else if (request.op != Op::copy_file_range) {  // data, counted by op only
     counters_.inline_metadata_ops.add();
   }
   done_.push_back(Completion{request.user_data, execute(request)});

@@ -169,7 +169,7 @@ int UringBackend::opcode_for(Op op) const {
     case Op::fadvise: opcode = IORING_OP_FADVISE; break;
     default:
       // mknodat, readlinkat, fchmod, fchownat, utimensat, flistxattr,
-      // l*xattr and lseek have no io_uring opcode.
+      // l*xattr, lseek, FICLONE and copy_file_range have no io_uring opcode.
       return -1;
   }
   return ring_has(static_cast<unsigned>(opcode)) ? opcode : -1;
@@ -181,7 +181,7 @@ bool UringBackend::prepare(const Request& request) {
 
   if (opcode_for(request.op) < 0) {
     counters_.count(request.op);
-    counters_.inline_metadata_ops.add();
+    if (request.op != Op::copy_file_range) counters_.inline_metadata_ops.add();  // data, not metadata
     inline_done_.push_back(Completion{request.user_data, posix::execute(request)});
     return true;
   }

@@ -378,6 +378,63 @@ TEST_P(RingcpStats, json_reports_the_backend_and_where_the_data_went) {
   EXPECT_TRUE(differences.empty()) << format_differences(differences);
 }
 
+// How many requests of one op the copy made (by_op lists only those it made).
+uint64_t op_count(const json& stats, const std::string& op) {
+  const json::json_pointer where("/ops/by_op/" + op);
+  return stats.is_object() && stats.contains(where) ? stats.at(where).get<uint64_t>() : 0;
+}
+
+TEST_P(RingcpStats, a_cached_large_file_is_copied_in_the_kernel) {
+  // Just written, the file is in the page cache: copy_file_range moves it
+  // (pieces of at most 8 MiB), no data through the buffers.
+  const auto data = test::random_bytes((uint64_t{20} << 20) + 7, 77);
+  write_bytes(tmp_ / "cached", data);
+  RunResult result = ringcp({"-a", "--stats=json", tmp_ / "cached", tmp_ / "copy"});
+  ASSERT_EQ(result.exit_code, 0) << result.describe();
+  json stats = parse_stats(result);
+  EXPECT_EQ(op_count(stats, "copy_file_range"), 3u) << stats.dump(2);
+  EXPECT_EQ(data_writes(stats), 0u) << stats.dump(2);
+  EXPECT_EQ(number(stats, "/bytes"), data.size()) << stats.dump(2);
+  EXPECT_EQ(test::read_file(tmp_ / "copy"), data);
+
+  // --no-copy-range: the same file through the buffers.
+  result = ringcp({"-a", "--no-copy-range", "--stats=json", tmp_ / "cached", tmp_ / "buffered"});
+  ASSERT_EQ(result.exit_code, 0) << result.describe();
+  stats = parse_stats(result);
+  EXPECT_EQ(op_count(stats, "copy_file_range"), 0u) << stats.dump(2);
+  EXPECT_GT(data_writes(stats), 0u) << stats.dump(2);
+  EXPECT_EQ(test::read_file(tmp_ / "buffered"), data);
+}
+
+TEST_P(RingcpStats, a_refused_in_kernel_copy_goes_on_through_the_buffers) {
+  // tmpfs to a disk filesystem: the kernel refuses copy_file_range across
+  // filesystems (EXDEV), and the copy continues through the buffers.
+  if (access("/dev/shm", W_OK) != 0) GTEST_SKIP() << "no writable /dev/shm for a tmpfs source";
+  test::TempDir shm("/dev/shm");
+  const auto data = test::random_bytes((uint64_t{6} << 20) + 3, 78);
+  write_bytes(shm / "cached", data);
+  {
+    const int in = open((shm / "cached").c_str(), O_RDONLY | O_CLOEXEC);
+    const int out = open((tmp_ / "probe").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ASSERT_GE(in, 0);
+    ASSERT_GE(out, 0);
+    const ssize_t copied = copy_file_range(in, nullptr, out, nullptr, 4096, 0);
+    const int code = errno;
+    close(in);
+    close(out);
+    if (copied >= 0 || code != EXDEV)
+      GTEST_SKIP() << "this kernel copies from " << shm.path() << " to " << tmp_.path()
+                   << " in the kernel: no refusal to fall back from";
+  }
+  const RunResult result = ringcp({"-a", "--stats=json", shm / "cached", tmp_ / "copy"});
+  ASSERT_EQ(result.exit_code, 0) << result.describe();
+  const json stats = parse_stats(result);
+  EXPECT_EQ(op_count(stats, "copy_file_range"), 1u) << "tried once, then the buffers\n" << stats.dump(2);
+  EXPECT_GT(data_writes(stats), 0u) << stats.dump(2);
+  EXPECT_EQ(number(stats, "/bytes"), data.size()) << stats.dump(2);
+  EXPECT_EQ(test::read_file(tmp_ / "copy"), data);
+}
+
 TEST_F(RingcpCli, disable_iouring_makes_auto_report_posix) {
   build_small_tree(tmp_ / "src");
   RunOptions options;

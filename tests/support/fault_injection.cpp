@@ -68,19 +68,22 @@ const char* fault_kind_name(FaultKind kind) {
 OpMask default_enospc_ops() {
   return op_bit(Op::write) | op_bit(Op::openat) | op_bit(Op::mkdirat) | op_bit(Op::mknodat) |
          op_bit(Op::linkat) | op_bit(Op::renameat) | op_bit(Op::symlinkat) | op_bit(Op::fsync) |
-         op_bit(Op::ftruncate) | op_bit(Op::fallocate);
+         op_bit(Op::ftruncate) | op_bit(Op::fallocate) | op_bit(Op::copy_file_range);
 }
 
 OpMask default_eio_ops() {
   return op_bit(Op::read) | op_bit(Op::write) | op_bit(Op::openat) | op_bit(Op::statx) |
          op_bit(Op::fsync) | op_bit(Op::mkdirat) | op_bit(Op::mknodat) | op_bit(Op::linkat) |
          op_bit(Op::renameat) | op_bit(Op::symlinkat) | op_bit(Op::readlinkat) |
-         op_bit(Op::fchmod) | op_bit(Op::fchownat) | op_bit(Op::utimensat) | op_bit(Op::ftruncate);
+         op_bit(Op::fchmod) | op_bit(Op::fchownat) | op_bit(Op::utimensat) | op_bit(Op::ftruncate) |
+         op_bit(Op::copy_file_range);
 }
 
 OpMask must_report_ops() { return default_eio_ops() & ~op_bit(Op::statx); }
 
-OpMask default_transient_ops() { return op_bit(Op::read) | op_bit(Op::write); }
+OpMask default_transient_ops() {
+  return op_bit(Op::read) | op_bit(Op::write) | op_bit(Op::copy_file_range);
+}
 
 std::string FaultSchedule::describe() const {
   char text[256];
@@ -268,6 +271,8 @@ std::string FaultInjectingBackend::key_name(const Request& r) {
       return fd_name(r.fd) + " xattr " + (r.path ? r.path : "");
     case Op::ficlone:
       return fd_name(r.fd) + " <- " + fd_name(r.fd2);
+    case Op::copy_file_range:
+      return fd_name(r.fd2) + " <- " + fd_name(r.fd);
     default:
       return fd_name(r.fd);
   }
@@ -334,8 +339,9 @@ bool FaultInjectingBackend::prepare(const Request& original) {
   // Short transfers: forward with a smaller length.
   int short_kind = -1;
   const uint64_t requested = request.length;
-  if ((request.op == Op::read || request.op == Op::write) && (schedule_.transient_ops & bit) != 0 &&
-      request.length >= 2) {
+  const bool data_op = request.op == Op::read || request.op == Op::write || request.op == Op::copy_file_range;
+  if (data_op && (schedule_.transient_ops & bit) != 0 && request.length >= 2) {
+    // A short copy_file_range is a short write: the target got fewer bytes.
     const FaultKind kind = request.op == Op::read ? FaultKind::short_read : FaultKind::short_write;
     const double probability = request.op == Op::read ? schedule_.short_read : schedule_.short_write;
     if (probability > 0 && draw(kind, key, occurrence) < probability) {

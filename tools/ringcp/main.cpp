@@ -212,6 +212,7 @@ int main(int argc, char** argv) {
   bool no_clobber = false, update = false, skip_unchanged = false, delete_extraneous = false;
   bool dry_run = false, verify = false, fsync_files = false, sqpoll = false, stats = false;
   bool progress = false, no_progress = false, quiet = false, no_direct = false;
+  bool no_copy_range = false;
   int verbose = 0;
   bool preserve_flag = false;
   std::vector<std::string> no_preserve_lists, excludes;
@@ -248,6 +249,8 @@ int main(int argc, char** argv) {
   app.add_option("--queue-depth", queue_depth, "submission queue entries");
   app.add_flag("--sqpoll", sqpoll, "use a kernel submission thread (SQPOLL)");
   app.add_flag("--no-direct", no_direct, "never use O_DIRECT (large files use it by default where allowed)");
+  app.add_flag("--no-copy-range", no_copy_range,
+               "copy all data through the buffers (large cached files use copy_file_range by default)");
   app.add_flag("-v,--verbose", verbose, "explain what is being done");
   app.add_flag("-q,--quiet", quiet, "print errors only");
 
@@ -345,6 +348,7 @@ int main(int argc, char** argv) {
   }
   options.io.sqpoll = sqpoll;
   options.io.direct_io = !no_direct;
+  options.copy_in_kernel = !no_copy_range;
   options.io.iowq_max_workers = default_iowq_workers();
   if (const char* workers = std::getenv("RINGCP_IOWQ_WORKERS")) options.io.iowq_max_workers = uint32_t(std::atoi(workers));
   if (const char* files = std::getenv("RINGCP_FILES_IN_FLIGHT")) options.files_in_flight_max = uint32_t(std::max(1, std::atoi(files)));

@@ -110,6 +110,8 @@ TreeStats make_tree(const std::string& root, uint64_t seed, const TreeShape& sha
   }
   for (uint32_t i = 0; i < shape.large_files; ++i)
     add_file(join(dirs[uniform(0, dirs.size() - 1)], "large" + std::to_string(i)), uniform(200 * 1024, 600 * 1024));
+  for (uint32_t i = 0; i < shape.huge_files; ++i)
+    add_file(join(dirs[uniform(0, dirs.size() - 1)], "huge" + std::to_string(i)), uniform(4 << 20, 18 << 20));
   for (uint32_t i = 0; i < shape.sparse_files; ++i) {
     const std::string relative = join(dirs[uniform(0, dirs.size() - 1)], "sparse" + std::to_string(i));
     const int fd = open(full(relative).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -60,6 +60,18 @@ uint16_t what_of(uint64_t user_data) { return static_cast<uint16_t>(user_data); 
 
 std::string errno_text(int code) { return std::strerror(code); }
 
+// A directory with a default ACL gives new files their permissions from the
+// ACL, not from the umask. Unknown counts as yes.
+bool has_default_acl(int dirfd) {
+  if (fgetxattr(dirfd, "system.posix_acl_default", nullptr, 0) >= 0) return true;
+  return errno != ENODATA && errno != EOPNOTSUPP;
+}
+
+// Unnamed targets are created with these bits (less the umask): nobody can
+// open an O_TMPFILE inode, and when the source has them too, as most files
+// do, no fchmod is needed.
+constexpr mode_t kTempFileMode = 0666;
+
 struct DirNode {
   DirNode* parent = nullptr;
   DIR* source_stream = nullptr;  // owns the source directory descriptor
@@ -73,6 +85,7 @@ struct DirNode {
   bool is_root_parent = false;  // the pseudo node that holds a root entry
   bool target_preexisted = false;
   bool created = false;
+  bool default_acl = true;  // new files may get other bits than mode & ~umask (until checked)
   bool walk_done = false;
   bool had_error = false;
   bool queued_for_finalize = false;
@@ -441,6 +454,7 @@ void Engine::start_root(const CopyRoot& root) {
     }
   }
   node->target_fd = static_cast<int>(target_fd);
+  node->default_acl = has_default_acl(node->target_fd);
   node->anchor_fd = node->target_fd;
   // Messages name entries as the user did: "src/a/b".
   node->source_display = root.source.find('/') == std::string::npos ? "" : source_parent;
@@ -616,6 +630,7 @@ void Engine::enter_directory(DirNode* parent, const std::string& name,
       return;
     }
     node->target_fd = static_cast<int>(target_fd);
+    node->default_acl = has_default_acl(node->target_fd);
     if (node->target_preexisted) remove_stale_temporaries(node.get());
   }
   verbose(quote_name(display) + " -> " + quote_name(target_display));
@@ -932,7 +947,7 @@ void Engine::start_file(DirNode* dir, const std::string& name, const std::string
       tmpfile_unsupported_
           ? Request::openat(dir->target_fd, (task.temp_name = random_temp_name()).c_str(),
                             O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)
-          : Request::openat(dir->target_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+          : Request::openat(dir->target_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, kTempFileMode);
   task.named_temp = tmpfile_unsupported_;
   task.temp_linked = tmpfile_unsupported_;
   open_target.user_data = make_user_data(Tag::file, slot, kOpenTarget);
@@ -1380,6 +1395,9 @@ bool Engine::issue_step(uint32_t slot) {
                                       AT_EMPTY_PATH));
       return true;
     case Step::chmod:
+      // Before publish_temp_name: an unnamed file's mode is seen by no one yet.
+      if (!task.named_temp && !dir->default_acl && target_mode(task.source_stat) == (kTempFileMode & ~umask_))
+        return false;
       step_op(slot, Request::fchmod(task.target_fd, target_mode(task.source_stat)));
       return true;
     case Step::list_xattrs:

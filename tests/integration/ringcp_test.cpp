@@ -17,6 +17,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -433,6 +434,65 @@ TEST_P(RingcpStats, a_refused_in_kernel_copy_goes_on_through_the_buffers) {
   EXPECT_GT(data_writes(stats), 0u) << stats.dump(2);
   EXPECT_EQ(number(stats, "/bytes"), data.size()) << stats.dump(2);
   EXPECT_EQ(test::read_file(tmp_ / "copy"), data);
+}
+
+// Copies `count` files of `mode` under dst with -a; returns how many fchmod
+// requests the copy made (the umask is 022 for ringcp).
+uint64_t fchmods_to_copy_files_of_mode(const Scratch& tmp, const std::string& name, mode_t mode) {
+  const std::string src = tmp / name;
+  make_dir(src);
+  for (int i = 0; i < 8; ++i) {
+    const std::string file = src + "/f" + std::to_string(i);
+    write_text(file, "content " + std::to_string(i));
+    EXPECT_EQ(chmod(file.c_str(), mode), 0);
+  }
+  const mode_t saved = umask(022);
+  const RunResult result = run_process({kRingcp, "-a", "--stats=json", src, tmp / (name + "-copy")});
+  umask(saved);
+  EXPECT_EQ(result.exit_code, 0) << result.describe();
+  const auto differences = compare_trees(src, tmp / (name + "-copy"));
+  EXPECT_TRUE(differences.empty()) << format_differences(differences);
+  return op_count(parse_stats(result), "fchmod");
+}
+
+TEST_F(RingcpCli, a_file_created_with_its_source_mode_needs_no_fchmod) {
+  // New files are created 0666 less the umask: 0644 sources need no fchmod,
+  // 0755 ones one each. Directories are the same in both copies.
+  const uint64_t plain = fchmods_to_copy_files_of_mode(tmp_, "plain", 0644);
+  const uint64_t executable = fchmods_to_copy_files_of_mode(tmp_, "executable", 0755);
+  EXPECT_EQ(executable - plain, 8u) << plain << " fchmod for 0644 files, " << executable << " for 0755";
+}
+
+TEST_F(RingcpCli, a_default_acl_on_the_destination_does_not_change_the_copied_modes) {
+  // The destination's default ACL (u::rwx g::--- o::---) makes new files
+  // 0600, whatever the umask: the copies must still get the source's 0644.
+  make_dir(tmp_ / "dst");
+  struct AclEntry {
+    uint16_t tag, perm;
+    uint32_t id;
+  };
+  struct {
+    uint32_t version = 2;
+    AclEntry entries[3] = {{0x01, 7, ~0u}, {0x04, 0, ~0u}, {0x20, 0, ~0u}};  // USER_OBJ, GROUP_OBJ, OTHER
+  } acl;
+  if (setxattr((tmp_ / "dst").c_str(), "system.posix_acl_default", &acl, sizeof acl, 0) != 0)
+    GTEST_SKIP() << "cannot set a default ACL on " << tmp_.path() << ": " << std::strerror(errno);
+  make_dir(tmp_ / "src");
+  for (const char* name : {"a", "b", "c"}) {
+    const std::string file = tmp_ / "src/" + name;
+    write_text(file, name);
+    ASSERT_EQ(chmod(file.c_str(), 0644), 0);
+  }
+  for (const char* engine : {"--engine=uring", "--engine=posix"}) {
+    const std::string copy = tmp_ / "dst/" + std::string(engine).substr(9);
+    const RunResult result = run_process({kRingcp, "-a", engine, tmp_ / "src", copy});
+    ASSERT_EQ(result.exit_code, 0) << result.describe();
+    for (const char* name : {"a", "b", "c"}) {
+      struct stat st {};
+      ASSERT_EQ(stat((copy + "/" + name).c_str(), &st), 0);
+      EXPECT_EQ(st.st_mode & 07777, 0644u) << engine << " " << name;
+    }
+  }
 }
 
 TEST_F(RingcpCli, disable_iouring_makes_auto_report_posix) {

@@ -314,6 +314,7 @@ class Engine {
   size_t next_root_ = 0;
 
   std::map<std::pair<uint64_t, uint64_t>, LinkGroup> link_groups_;
+  std::vector<char> dir_xattr_names_, dir_xattr_value_;  // sized once, reused for every directory
   bool use_empty_path_link_ = true;
   mode_t umask_ = 022;
   uid_t euid_ = 0;
@@ -783,13 +784,16 @@ void Engine::finalize(DirNode* dir) {
       if (rc < 0 && rc != -EPERM) error("failed to preserve ownership for " + quote_name(display) + ": " + errno_text(int(-rc)));
     }
     if (options_.preserve.xattr) {
-      std::vector<char> names(65536);
-      const ssize_t listed = flistxattr(dir->source_fd, names.data(), names.size());
-      for (ssize_t i = 0; listed > 0 && i < listed; i += ssize_t(std::strlen(names.data() + i)) + 1) {
-        const char* key = names.data() + i;
-        std::vector<char> value(65536);
-        const ssize_t got = fgetxattr(dir->source_fd, key, value.data(), value.size());
-        if (got >= 0) sync_op(Request::fsetxattr(dir->target_fd, key, value.data(), uint64_t(got)));
+      // As for files: failing to read or set one attribute is not fatal (cp -a).
+      dir_xattr_names_.resize(65536);
+      dir_xattr_value_.resize(65536);
+      const int64_t listed =
+          sync_op(Request::flistxattr(dir->source_fd, dir_xattr_names_.data(), dir_xattr_names_.size()));
+      for (int64_t i = 0; i < listed; i += int64_t(std::strlen(dir_xattr_names_.data() + i)) + 1) {
+        const char* key = dir_xattr_names_.data() + i;
+        const int64_t got =
+            sync_op(Request::fgetxattr(dir->source_fd, key, dir_xattr_value_.data(), dir_xattr_value_.size()));
+        if (got >= 0) sync_op(Request::fsetxattr(dir->target_fd, key, dir_xattr_value_.data(), uint64_t(got)));
       }
     }
     if (dir->created || options_.preserve.mode) {

@@ -185,6 +185,20 @@ std::string join_lines(const std::vector<std::string>& lines, size_t max = 20) {
   return text;
 }
 
+// A run that must succeed: exit 0, a complete and identical copy. Returns
+// its --stats=json (null, with a failure, when stdout is not JSON).
+nlohmann::json expect_complete_copy(const Outcome& o, const std::string& src, const std::string& dst) {
+  EXPECT_EQ(o.exit_code, 0) << describe(o);
+  const auto problems = verify_copy(src, dst, true);
+  EXPECT_TRUE(problems.empty()) << join_lines(problems);
+  try {
+    return nlohmann::json::parse(o.out);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "--stats=json printed no JSON (" << e.what() << "): " << o.out;
+    return nullptr;
+  }
+}
+
 size_t count_lines(const std::string& text) { return size_t(std::count(text.begin(), text.end(), '\n')); }
 
 void write_bytes(const std::string& path, size_t size, uint64_t seed, mode_t mode = 0644) {
@@ -348,11 +362,8 @@ TEST_P(RealFaultsSeccomp, auto_falls_back_to_posix_and_says_why) {
   make_mixed_tree(src, 200, 2, 1 << 20, 31);
   const Outcome o = run({kRingcp, "--stats=json", "-a", src + "/.", dst}, dir.path(), forbid_io_uring(code));
   ASSERT_NE(o.exit_code, 97) << "could not install the seccomp filter";
-  ASSERT_EQ(o.exit_code, 0) << describe(o);
-  const auto problems = verify_copy(src, dst, true);
-  EXPECT_TRUE(problems.empty()) << join_lines(problems);
-  nlohmann::json stats;
-  ASSERT_NO_THROW(stats = nlohmann::json::parse(o.out)) << o.out;
+  nlohmann::json stats = expect_complete_copy(o, src, dst);
+  if (HasFailure()) return;
   EXPECT_EQ(stats["backend"], "posix") << o.out;
   const std::string reason = stats["backend_reason"].get<std::string>();
   EXPECT_NE(reason.find("io_uring_setup failed"), std::string::npos) << reason;
@@ -401,11 +412,8 @@ class MemlockRealFaults : public ::testing::Test {
 TEST_F(MemlockRealFaults, limit_64k_copies_with_an_unregistered_or_small_pool) {
   const std::string dst = dir_ / "dst";
   const Outcome o = copy_with_memlock(64 * 1024, dst);
-  ASSERT_EQ(o.exit_code, 0) << describe(o);
-  const auto problems = verify_copy(src_, dst, true);
-  EXPECT_TRUE(problems.empty()) << join_lines(problems);
-  nlohmann::json stats;
-  ASSERT_NO_THROW(stats = nlohmann::json::parse(o.out)) << o.out;
+  nlohmann::json stats = expect_complete_copy(o, src_, dst);
+  if (HasFailure()) return;
   const auto& pool = stats["buffer_pool"];
   if (stats["backend"] == "uring") {
     // 64 KiB cannot hold the ring and MIN (2) buffers of 64 KiB.
@@ -421,11 +429,8 @@ TEST_F(MemlockRealFaults, limit_64k_copies_with_an_unregistered_or_small_pool) {
 TEST_F(MemlockRealFaults, limit_zero_falls_back_to_posix) {
   const std::string dst = dir_ / "dst";
   const Outcome o = copy_with_memlock(0, dst);
-  ASSERT_EQ(o.exit_code, 0) << describe(o);
-  const auto problems = verify_copy(src_, dst, true);
-  EXPECT_TRUE(problems.empty()) << join_lines(problems);
-  nlohmann::json stats;
-  ASSERT_NO_THROW(stats = nlohmann::json::parse(o.out)) << o.out;
+  nlohmann::json stats = expect_complete_copy(o, src_, dst);
+  if (HasFailure()) return;
   EXPECT_EQ(stats["backend"], "posix") << o.out;
   const std::string reason = stats["backend_reason"].get<std::string>();
   EXPECT_TRUE(reason.find("RLIMIT_MEMLOCK") != std::string::npos ||
@@ -437,7 +442,15 @@ TEST_F(MemlockRealFaults, limit_zero_falls_back_to_posix) {
 
 enum class Change { append, truncate, overwrite, sparse_append, sparse_overwrite };
 
-class RealFaultsChangingSource : public ::testing::TestWithParam<Change> {};
+// A cached file of 4 MiB or more is copied in the kernel (copy_file_range);
+// with --no-copy-range it goes through the buffers. Sparse files always do.
+struct ChangeCase {
+  Change change;
+  bool through_buffers;
+  const char* name;
+};
+
+class RealFaultsChangingSource : public ::testing::TestWithParam<ChangeCase> {};
 
 // Size of the unnamed target the copier is writing (its /proc fd link says
 // "(deleted)"), or 0 when there is none yet.
@@ -462,7 +475,7 @@ uint64_t target_progress(pid_t pid, const std::string& dst_dir) {
 }
 
 TEST_P(RealFaultsChangingSource, detected_and_reported_never_silently_wrong) {
-  const Change change = GetParam();
+  const Change change = GetParam().change;
   TempDir dir;
   const std::string src = dir / "src", dst = dir / "dst";
   mkdir(src.c_str(), 0755);
@@ -491,7 +504,9 @@ TEST_P(RealFaultsChangingSource, detected_and_reported_never_silently_wrong) {
   bool acted = false;
   for (int attempt = 0; attempt < 5 && !acted; ++attempt) {
     remove_tree(dst);
-    Child child({kRingcp, "-a", src + "/.", dst}, dir.path());
+    std::vector<std::string> argv = {kRingcp, "-a", src + "/.", dst};
+    if (GetParam().through_buffers) argv.insert(argv.begin() + 1, "--no-copy-range");
+    Child child(argv, dir.path());
     // Act once an eighth of the big file has reached its target.
     while (child.running()) {
       if (target_progress(child.pid(), dst) >= kBig / 8) {
@@ -547,17 +562,16 @@ TEST_P(RealFaultsChangingSource, detected_and_reported_never_silently_wrong) {
 }
 
 INSTANTIATE_TEST_SUITE_P(RealFaults, RealFaultsChangingSource,
-                         ::testing::Values(Change::append, Change::truncate, Change::overwrite,
-                                           Change::sparse_append, Change::sparse_overwrite),
-                         [](const ::testing::TestParamInfo<Change>& param_info) {
-                           switch (param_info.param) {
-                             case Change::append: return std::string("grows");
-                             case Change::truncate: return std::string("shrinks");
-                             case Change::overwrite: return std::string("rewritten_in_place");
-                             case Change::sparse_append: return std::string("sparse_file_grows");
-                             case Change::sparse_overwrite: return std::string("sparse_file_rewritten_in_place");
-                           }
-                           return std::string("unknown");
+                         ::testing::Values(ChangeCase{Change::append, false, "grows"},
+                                           ChangeCase{Change::truncate, false, "shrinks"},
+                                           ChangeCase{Change::overwrite, false, "rewritten_in_place"},
+                                           ChangeCase{Change::append, true, "grows_through_buffers"},
+                                           ChangeCase{Change::truncate, true, "shrinks_through_buffers"},
+                                           ChangeCase{Change::overwrite, true, "rewritten_in_place_through_buffers"},
+                                           ChangeCase{Change::sparse_append, true, "sparse_file_grows"},
+                                           ChangeCase{Change::sparse_overwrite, true, "sparse_file_rewritten_in_place"}),
+                         [](const ::testing::TestParamInfo<ChangeCase>& param_info) {
+                           return std::string(param_info.param.name);
                          });
 
 // ------------------------------------------------------------- --fsync --

@@ -91,6 +91,8 @@ struct CopyReport {
   uint64_t entries_deleted = 0;  // --delete
   uint64_t bytes_copied = 0;
   uint64_t files_reflinked = 0;
+  uint64_t files_from_mapping = 0;  // large cached files written with O_DIRECT from a mapping
+  uint64_t files_in_kernel = 0;     // large cached files copied with copy_file_range
   uint64_t errors = 0;
   bool interrupted = false;
   double seconds = 0;

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <linux/fs.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -42,12 +43,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Files at least this large are copied in the kernel when they are mostly in
-// the page cache, else read with O_DIRECT where the filesystem allows.
+// Files at least this large skip the buffer pool when they are mostly in the
+// page cache (written with O_DIRECT from a mapping of the source, or copied
+// in the kernel), else are read with O_DIRECT where the filesystem allows.
 constexpr uint64_t kLargeFileBytes = 4 << 20;
-// One copy_file_range request moves at most this much: the call runs on the
-// submitting thread, so a piece bounds how long other files wait for it.
-constexpr uint64_t kCopyRangePieceBytes = 8 << 20;
+// One unbuffered request moves at most this much: copy_file_range runs on
+// the submitting thread, so a piece bounds how long other files wait for it.
+constexpr uint64_t kUnbufferedPieceBytes = 8 << 20;
 
 // user_data layout: [tag:8][slot:40][what:16].
 enum class Tag : uint8_t { file = 1, chunk = 2, sync = 3 };
@@ -129,7 +131,7 @@ enum What : uint16_t {
   kSetXattr,
   kChunkRead,
   kChunkWrite,
-  kCopyRange,
+  kUnbufferedPiece,
 };
 
 struct LinkGroup {
@@ -167,6 +169,9 @@ struct FileTask {
   bool needs_truncate = false;
   bool direct = false;             // the source is read with O_DIRECT
   bool in_kernel = false;          // the data goes by copy_file_range, not through buffers
+  const uint8_t* mapping = nullptr;  // the source mapped: written from here with O_DIRECT
+  uint64_t mapping_length = 0;
+  uint64_t direct_write_end = 0;   // end of the O_DIRECT part; the rest is written buffered
   bool parked = false;
   // xattrs
   std::vector<char> xattr_names;   // kept at its full size: no zero-fill per file
@@ -276,8 +281,10 @@ class Engine {
   void fail(uint32_t slot, const std::string& what, const std::string& path, int code);
   void schedule_chunks(uint32_t slot);
   void on_chunk_completion(uint32_t chunk_index, uint16_t what, int64_t result);
-  void schedule_copy_range(uint32_t slot);
-  void on_copy_range_completion(uint32_t slot, int64_t result);
+  void schedule_unbuffered(uint32_t slot);
+  void on_unbuffered_completion(uint32_t slot, int64_t result);
+  bool try_mapped_direct_write(FileTask& task);
+  void stop_mapped_direct_write(FileTask& task);
   void release_chunk(uint32_t chunk_index);
   void retry_parked();
   void finish_task(uint32_t slot);
@@ -1010,8 +1017,8 @@ void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
       break;
     case kStepOp:
       break;
-    case kCopyRange:
-      on_copy_range_completion(slot, result);
+    case kUnbufferedPiece:
+      on_unbuffered_completion(slot, result);
       return;
     case kCloseSource:
     case kCloseTarget:
@@ -1248,18 +1255,50 @@ bool mostly_cached(int fd, uint64_t size) {
   return stat.nr_cache * 2 >= (size + page - 1) / page;
 }
 
-// A large file already in the page cache is copied by the kernel from cache
-// to cache (copy_file_range): through a buffer it would be copied twice.
-// Measured on a hot 2 GiB file: docs/BENCHMARKS.md. Any other large file is
-// read with O_DIRECT where allowed.
+// A large file already in the page cache does not go through a buffer, where
+// it would be copied twice. Best: the target is written with O_DIRECT straight
+// from a mapping of the source's cached pages (no copy at all, and no page
+// cache filled for the target); else the kernel copies cache to cache
+// (copy_file_range, one copy). Measured on hot 2 GiB and 10 x 100 MiB files:
+// docs/BENCHMARKS.md. Any other large file is read with O_DIRECT where allowed.
 void Engine::choose_data_path(FileTask& task) {
   const uint64_t size = task.source_stat.stx_size;
   if (size < kLargeFileBytes || task.extents.size() != 1 || task.extents.front().first != 0) return;
   if (mostly_cached(task.source_fd, size)) {
-    task.in_kernel = options_.copy_in_kernel;
+    if (!try_mapped_direct_write(task)) task.in_kernel = options_.copy_in_kernel;
     return;
   }
   try_direct_io(task);
+}
+
+bool Engine::try_mapped_direct_write(FileTask& task) {
+  if (!options_.io.direct_io) return false;
+  struct statx align {};
+  if (::statx(task.target_fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &align) != 0 ||
+      !(align.stx_mask & STATX_DIOALIGN) || align.stx_dio_offset_align == 0 ||
+      align.stx_dio_mem_align == 0 || align.stx_dio_mem_align > kPageSizeBytes ||
+      kUnbufferedPieceBytes % align.stx_dio_offset_align != 0)
+    return false;
+  const uint64_t size = task.source_stat.stx_size;
+  void* mapping = mmap(nullptr, size, PROT_READ, MAP_SHARED, task.source_fd, 0);
+  if (mapping == MAP_FAILED) return false;
+  const int flags = fcntl(task.target_fd, F_GETFL);
+  if (flags < 0 || fcntl(task.target_fd, F_SETFL, flags | O_DIRECT) != 0) {
+    munmap(mapping, size);
+    return false;
+  }
+  task.mapping = static_cast<const uint8_t*>(mapping);
+  task.mapping_length = size;
+  task.direct_write_end = size / align.stx_dio_offset_align * align.stx_dio_offset_align;
+  return true;
+}
+
+// Back to buffered writes on the target: for the unaligned tail, or for good
+// when the filesystem refused a write (the mapping stays for the tail).
+void Engine::stop_mapped_direct_write(FileTask& task) {
+  const int flags = fcntl(task.target_fd, F_GETFL);
+  if (flags >= 0) fcntl(task.target_fd, F_SETFL, flags & ~O_DIRECT);
+  task.direct_write_end = 0;
 }
 
 // O_DIRECT reads: the device writes straight into the registered buffer (no
@@ -1371,7 +1410,9 @@ bool Engine::issue_step(uint32_t slot) {
       // Files of more than one buffer are re-checked: a change while they
       // were copied is reported, never copied silently wrong. Smaller files
       // are checked by their single read (it asks for more than the size).
-      if (!task.in_kernel && size < pool_.buffer_size() && task.extents.size() <= 1) return false;
+      if (!task.in_kernel && task.mapping == nullptr && size < pool_.buffer_size() &&
+          task.extents.size() <= 1)
+        return false;
       task.target_stat = task.source_stat;
       step_op(slot, Request::statx(task.source_fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &task.source_stat));
       return true;
@@ -1467,6 +1508,8 @@ bool Engine::issue_step(uint32_t slot) {
         task.link_group->waiting.clear();
       }
       ++report_.files_copied;
+      if (task.mapping != nullptr) ++report_.files_from_mapping;
+      else if (task.in_kernel) ++report_.files_in_kernel;
       return !task.temp_name.empty();
     case Step::link_existing: {
       LinkGroup& group = *task.link_group;
@@ -1527,8 +1570,8 @@ bool Engine::issue_step(uint32_t slot) {
 
 void Engine::schedule_chunks(uint32_t slot) {
   FileTask& task = tasks_[slot];
-  if (task.in_kernel) {
-    schedule_copy_range(slot);
+  if (task.in_kernel || task.mapping != nullptr) {
+    schedule_unbuffered(slot);
     return;
   }
   task.parked = false;
@@ -1636,34 +1679,57 @@ void Engine::on_chunk_completion(uint32_t index, uint16_t what, int64_t result) 
   submit(request);
 }
 
-// One piece at a time: the backend runs copy_file_range as a direct syscall.
-void Engine::schedule_copy_range(uint32_t slot) {
+// Pieces that skip the buffer pool, one at a time per file: a write from the
+// source's mapping (O_DIRECT up to direct_write_end), or copy_file_range,
+// which the backend runs as a direct syscall.
+void Engine::schedule_unbuffered(uint32_t slot) {
   FileTask& task = tasks_[slot];
   if (task.chunks_in_flight != 0 || task.error != 0 || task.cancelled) return;
   const uint64_t end = task.extents.empty() ? 0 : task.extents.front().second;
   if (task.next_offset >= end) return;
-  const uint64_t length = std::min(kCopyRangePieceBytes, end - task.next_offset);
-  Request copy = Request::copy_file_range(task.source_fd, task.target_fd, task.next_offset, length);
-  copy.user_data = make_user_data(Tag::file, slot, kCopyRange);
+  uint64_t length = std::min(kUnbufferedPieceBytes, end - task.next_offset);
+  Request piece;
+  if (task.mapping != nullptr) {
+    if (task.next_offset < task.direct_write_end) {
+      length = std::min(length, task.direct_write_end - task.next_offset);
+    } else if (task.direct_write_end != 0) {
+      stop_mapped_direct_write(task);  // the unaligned tail
+    }
+    piece = Request::write(task.target_fd, task.mapping + task.next_offset, length, task.next_offset);
+  } else {
+    piece = Request::copy_file_range(task.source_fd, task.target_fd, task.next_offset, length);
+  }
+  piece.user_data = make_user_data(Tag::file, slot, kUnbufferedPiece);
   ++task.chunks_in_flight;
-  submit(copy);
+  submit(piece);
 }
 
-void Engine::on_copy_range_completion(uint32_t slot, int64_t result) {
+void Engine::on_unbuffered_completion(uint32_t slot, int64_t result) {
   FileTask& task = tasks_[slot];
   DirNode* dir = task.dir;
   --task.chunks_in_flight;
+  const bool mapped = task.mapping != nullptr;
   if (result == -EINTR || result == -EAGAIN) {
     // The same piece again.
-  } else if (result == -EXDEV || result == -EINVAL || result == -EOPNOTSUPP || result == -ENOSYS) {
+  } else if (!mapped && (result == -EXDEV || result == -EINVAL || result == -EOPNOTSUPP || result == -ENOSYS)) {
     // This pair of files cannot be copied in the kernel (e.g. across
     // filesystems): the rest goes through the buffers.
     task.in_kernel = false;
-  } else if (result < 0) {
-    fail(slot, "error copying " + quote_name(source_path(dir, task.name)) + " to",
-         target_path(dir, task.target_name), int(-result));
-  } else if (result == 0) {
+  } else if (mapped && result == -EINVAL && task.direct_write_end != 0) {
+    // The filesystem refused this O_DIRECT write after all: go on buffered
+    // from the same mapping.
+    stop_mapped_direct_write(task);
+  } else if (mapped && result == -EFAULT) {
+    // The mapping ends where the file now ends.
     fail(slot, "source file shrank while it was copied:", source_path(dir, task.name), 0);
+  } else if (result < 0) {
+    if (mapped) fail(slot, "error writing", target_path(dir, task.target_name), int(-result));
+    else fail(slot, "error copying " + quote_name(source_path(dir, task.name)) + " to",
+              target_path(dir, task.target_name), int(-result));
+  } else if (result == 0) {
+    // copy_file_range: end of the source; a write of nothing: the device's fault.
+    if (mapped) fail(slot, "error writing", target_path(dir, task.target_name), EIO);
+    else fail(slot, "source file shrank while it was copied:", source_path(dir, task.name), 0);
   } else {
     task.next_offset += uint64_t(result);
     if (callbacks_.progress) callbacks_.progress->bytes_done.fetch_add(uint64_t(result), std::memory_order_relaxed);
@@ -1748,6 +1814,10 @@ int Engine::verify_file(FileTask& task) {
 void Engine::finish_task(uint32_t slot) {
   FileTask& task = tasks_[slot];
   if (!task.active) return;
+  if (task.mapping != nullptr) {
+    munmap(const_cast<uint8_t*>(task.mapping), task.mapping_length);
+    task.mapping = nullptr;
+  }
   if (task.error != 0) {
     task.dir->had_error = true;
     error(task.error_message);

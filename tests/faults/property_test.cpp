@@ -62,18 +62,19 @@ struct Scenario {
   ResizeMode resize_mode = ResizeMode::sparse;
   bool prepopulate = false;  // the destination already holds older versions
   bool on_disk = false;      // ext4 (/var/tmp) rather than tmpfs
+  bool direct_io = false;    // O_DIRECT allowed (on ext4: cached large files written from a mapping)
   std::string profile;
 
   std::string describe() const {
     char text[512];
     std::snprintf(text, sizeof text,
                   "seed=%" PRIu64 " tree=%" PRIu64 " profile=%s engine=%s buffer=%uK buffers=%u..%u "
-                  "resize=%s files_in_flight=%u prepopulated=%s fs=%s faults: %s",
+                  "resize=%s files_in_flight=%u prepopulated=%s fs=%s direct=%s faults: %s",
                   seed, tree, profile.c_str(), engine == EngineChoice::posix ? "posix" : "auto",
                   buffer_size / 1024, initial_buffers, max_buffers,
                   resize_mode == ResizeMode::sparse ? "sparse" : "reregister", files_in_flight,
                   prepopulate ? "yes" : "no",
-                  on_disk ? "disk" : "tmpfs",
+                  on_disk ? "disk" : "tmpfs", direct_io ? "yes" : "no",
                   schedule.describe().c_str());
     return text;
   }
@@ -161,6 +162,7 @@ Scenario scenario_for(uint64_t seed) {
   s.resize_mode = random() % 2 == 0 ? ResizeMode::sparse : ResizeMode::reregister;
   s.prepopulate = random() % (targeted ? 2 : 4) == 0;
   s.on_disk = random() % 5 == 0;
+  s.direct_io = random() % 2 == 0;  // drawn last: earlier seeds keep their other choices
   return s;
 }
 
@@ -244,6 +246,7 @@ class FaultProperty : public ::testing::Test {
     options.io.max_buffers = s.max_buffers;
     options.io.initial_buffers = s.initial_buffers;
     options.io.resize_mode = s.resize_mode;
+    options.io.direct_io = s.direct_io;
 
     auto log = std::make_shared<FaultLog>();
     log->keep_records = keep_log;
@@ -422,7 +425,7 @@ TEST_F(FaultProperty, seeded_schedules_keep_every_invariant) {
   const char* first_text = std::getenv("RINGIO_FAULT_FIRST_SEED");
   const uint64_t first = first_text != nullptr ? std::strtoull(first_text, nullptr, 0) : 1;
   FaultCounts total;
-  uint64_t failures = 0, runs_with_errors = 0, in_kernel_copies = 0;
+  uint64_t failures = 0, runs_with_errors = 0, in_kernel_copies = 0, mapped_files = 0;
   std::map<std::string, uint64_t> failed_profiles;
   const auto started = std::chrono::steady_clock::now();
   for (uint64_t seed = first; seed < first + count; ++seed) {
@@ -430,6 +433,7 @@ TEST_F(FaultProperty, seeded_schedules_keep_every_invariant) {
     const RunResult result = run(s, false);
     total += result.counts;
     in_kernel_copies += result.report.ops.by_op[size_t(Op::copy_file_range)];
+    mapped_files += result.report.files_from_mapping;
     if (result.report.errors > 0) ++runs_with_errors;
     if (!result.violations.empty()) {
       ++failed_profiles[s.profile];
@@ -438,8 +442,8 @@ TEST_F(FaultProperty, seeded_schedules_keep_every_invariant) {
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   std::printf("fault schedules: %" PRIu64 " runs in %.1f s, %" PRIu64 " with reported errors, %" PRIu64
-              " violating an invariant, %" PRIu64 " in-kernel copies\n",
-              count, seconds, runs_with_errors, failures, in_kernel_copies);
+              " violating an invariant, %" PRIu64 " in-kernel copies, %" PRIu64 " files written from a mapping\n",
+              count, seconds, runs_with_errors, failures, in_kernel_copies, mapped_files);
   for (size_t i = 0; i < kFaultKindCount; ++i)
     std::printf("  %-13s injected %8" PRIu64 "  hit %8" PRIu64 "\n", fault_kind_name(FaultKind(i)),
                 total.injected[i], total.hit[i]);
@@ -452,6 +456,7 @@ TEST_F(FaultProperty, seeded_schedules_keep_every_invariant) {
       EXPECT_GT(total.hit[i], 0u) << fault_kind_name(FaultKind(i)) << " never reached the engine";
     }
     EXPECT_GT(in_kernel_copies, 0u) << "no schedule copied a cached file with copy_file_range";
+    EXPECT_GT(mapped_files, 0u) << "no schedule wrote a cached file from its mapping (O_DIRECT)";
   }
 }
 

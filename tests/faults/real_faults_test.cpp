@@ -442,11 +442,13 @@ TEST_F(MemlockRealFaults, limit_zero_falls_back_to_posix) {
 
 enum class Change { append, truncate, overwrite, sparse_append, sparse_overwrite };
 
-// A cached file of 4 MiB or more is copied in the kernel (copy_file_range);
-// with --no-copy-range it goes through the buffers. Sparse files always do.
+// A cached file of 4 MiB or more is written with O_DIRECT from a mapping of
+// the source; with --no-direct it is copied in the kernel (copy_file_range),
+// and with --no-copy-range too through the buffers. Sparse files always go
+// through the buffers.
 struct ChangeCase {
   Change change;
-  bool through_buffers;
+  std::vector<std::string> flags;
   const char* name;
 };
 
@@ -505,7 +507,7 @@ TEST_P(RealFaultsChangingSource, detected_and_reported_never_silently_wrong) {
   for (int attempt = 0; attempt < 5 && !acted; ++attempt) {
     remove_tree(dst);
     std::vector<std::string> argv = {kRingcp, "-a", src + "/.", dst};
-    if (GetParam().through_buffers) argv.insert(argv.begin() + 1, "--no-copy-range");
+    argv.insert(argv.begin() + 1, GetParam().flags.begin(), GetParam().flags.end());
     Child child(argv, dir.path());
     // Act once an eighth of the big file has reached its target.
     while (child.running()) {
@@ -562,14 +564,19 @@ TEST_P(RealFaultsChangingSource, detected_and_reported_never_silently_wrong) {
 }
 
 INSTANTIATE_TEST_SUITE_P(RealFaults, RealFaultsChangingSource,
-                         ::testing::Values(ChangeCase{Change::append, false, "grows"},
-                                           ChangeCase{Change::truncate, false, "shrinks"},
-                                           ChangeCase{Change::overwrite, false, "rewritten_in_place"},
-                                           ChangeCase{Change::append, true, "grows_through_buffers"},
-                                           ChangeCase{Change::truncate, true, "shrinks_through_buffers"},
-                                           ChangeCase{Change::overwrite, true, "rewritten_in_place_through_buffers"},
-                                           ChangeCase{Change::sparse_append, true, "sparse_file_grows"},
-                                           ChangeCase{Change::sparse_overwrite, true, "sparse_file_rewritten_in_place"}),
+                         ::testing::Values(
+                             ChangeCase{Change::append, {}, "grows"},
+                             ChangeCase{Change::truncate, {}, "shrinks"},
+                             ChangeCase{Change::overwrite, {}, "rewritten_in_place"},
+                             ChangeCase{Change::append, {"--no-direct"}, "grows_in_the_kernel"},
+                             ChangeCase{Change::truncate, {"--no-direct"}, "shrinks_in_the_kernel"},
+                             ChangeCase{Change::overwrite, {"--no-direct"}, "rewritten_in_place_in_the_kernel"},
+                             ChangeCase{Change::append, {"--no-direct", "--no-copy-range"}, "grows_through_buffers"},
+                             ChangeCase{Change::truncate, {"--no-direct", "--no-copy-range"}, "shrinks_through_buffers"},
+                             ChangeCase{Change::overwrite, {"--no-direct", "--no-copy-range"},
+                                        "rewritten_in_place_through_buffers"},
+                             ChangeCase{Change::sparse_append, {}, "sparse_file_grows"},
+                             ChangeCase{Change::sparse_overwrite, {}, "sparse_file_rewritten_in_place"}),
                          [](const ::testing::TestParamInfo<ChangeCase>& param_info) {
                            return std::string(param_info.param.name);
                          });

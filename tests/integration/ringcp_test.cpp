@@ -385,25 +385,57 @@ uint64_t op_count(const json& stats, const std::string& op) {
   return stats.is_object() && stats.contains(where) ? stats.at(where).get<uint64_t>() : 0;
 }
 
-TEST_P(RingcpStats, a_cached_large_file_is_copied_in_the_kernel) {
-  // Just written, the file is in the page cache: copy_file_range moves it
-  // (pieces of at most 8 MiB), no data through the buffers.
+// Pages of `path` in the page cache (cachestat(2), Linux 6.5), or -1.
+int64_t cached_pages(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct {
+    uint64_t off, len;
+  } range{0, 0};  // len 0: to the end of the file
+  struct {
+    uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+  } stat{};
+  const long rc = syscall(451 /* cachestat */, fd, &range, &stat, 0);
+  close(fd);
+  return rc == 0 ? int64_t(stat.nr_cache) : -1;
+}
+
+TEST_P(RingcpStats, a_cached_large_file_skips_the_buffers) {
+  // Just written, the file is in the page cache. By default the copy is
+  // written with O_DIRECT from a mapping of the source (pieces of at most
+  // 8 MiB, the unaligned tail buffered), and fills no page cache; with
+  // --no-direct the kernel copies it (copy_file_range); with
+  // --no-copy-range too it goes through the buffers.
   const auto data = test::random_bytes((uint64_t{20} << 20) + 7, 77);
   write_bytes(tmp_ / "cached", data);
-  RunResult result = ringcp({"-a", "--stats=json", tmp_ / "cached", tmp_ / "copy"});
+  RunResult result = ringcp({"-a", "--stats=json", tmp_ / "cached", tmp_ / "mapped"});
   ASSERT_EQ(result.exit_code, 0) << result.describe();
   json stats = parse_stats(result);
+  EXPECT_EQ(number(stats, "/from_mapping"), 1u) << stats.dump(2);
+  EXPECT_EQ(op_count(stats, "write"), 4u) << "3 O_DIRECT pieces and the tail\n" << stats.dump(2);
+  EXPECT_EQ(number(stats, "/ops/fixed_writes"), 0u) << stats.dump(2);
+  EXPECT_EQ(op_count(stats, "copy_file_range"), 0u) << stats.dump(2);
+  EXPECT_EQ(number(stats, "/bytes"), data.size()) << stats.dump(2);
+  const int64_t pages = cached_pages(tmp_ / "mapped");
+  if (pages >= 0) {
+    EXPECT_LE(pages, 1) << "only the buffered tail may be cached";
+  }
+  EXPECT_EQ(test::read_file(tmp_ / "mapped"), data);
+
+  result = ringcp({"-a", "--no-direct", "--stats=json", tmp_ / "cached", tmp_ / "in-kernel"});
+  ASSERT_EQ(result.exit_code, 0) << result.describe();
+  stats = parse_stats(result);
+  EXPECT_EQ(number(stats, "/in_kernel"), 1u) << stats.dump(2);
   EXPECT_EQ(op_count(stats, "copy_file_range"), 3u) << stats.dump(2);
   EXPECT_EQ(data_writes(stats), 0u) << stats.dump(2);
   EXPECT_EQ(number(stats, "/bytes"), data.size()) << stats.dump(2);
-  EXPECT_EQ(test::read_file(tmp_ / "copy"), data);
+  EXPECT_EQ(test::read_file(tmp_ / "in-kernel"), data);
 
-  // --no-copy-range: the same file through the buffers.
-  result = ringcp({"-a", "--no-copy-range", "--stats=json", tmp_ / "cached", tmp_ / "buffered"});
+  result = ringcp({"-a", "--no-direct", "--no-copy-range", "--stats=json", tmp_ / "cached", tmp_ / "buffered"});
   ASSERT_EQ(result.exit_code, 0) << result.describe();
   stats = parse_stats(result);
   EXPECT_EQ(op_count(stats, "copy_file_range"), 0u) << stats.dump(2);
-  EXPECT_GT(data_writes(stats), 0u) << stats.dump(2);
+  EXPECT_GT(data_writes(stats), 4u) << stats.dump(2);
   EXPECT_EQ(test::read_file(tmp_ / "buffered"), data);
 }
 
@@ -427,10 +459,12 @@ TEST_P(RingcpStats, a_refused_in_kernel_copy_goes_on_through_the_buffers) {
       GTEST_SKIP() << "this kernel copies from " << shm.path() << " to " << tmp_.path()
                    << " in the kernel: no refusal to fall back from";
   }
-  const RunResult result = ringcp({"-a", "--stats=json", shm / "cached", tmp_ / "copy"});
+  // --no-direct: not written from a mapping, so the in-kernel copy is tried.
+  const RunResult result = ringcp({"-a", "--no-direct", "--stats=json", shm / "cached", tmp_ / "copy"});
   ASSERT_EQ(result.exit_code, 0) << result.describe();
   const json stats = parse_stats(result);
   EXPECT_EQ(op_count(stats, "copy_file_range"), 1u) << "tried once, then the buffers\n" << stats.dump(2);
+  EXPECT_EQ(number(stats, "/in_kernel"), 0u) << stats.dump(2);
   EXPECT_GT(data_writes(stats), 0u) << stats.dump(2);
   EXPECT_EQ(number(stats, "/bytes"), data.size()) << stats.dump(2);
   EXPECT_EQ(test::read_file(tmp_ / "copy"), data);

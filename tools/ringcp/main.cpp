@@ -69,6 +69,8 @@ nlohmann::json stats_json(const ringio::CopyReport& report) {
       {"skipped", report.files_skipped},
       {"deleted", report.entries_deleted},
       {"reflinked", report.files_reflinked},
+      {"from_mapping", report.files_from_mapping},
+      {"in_kernel", report.files_in_kernel},
       {"bytes", report.bytes_copied},
       {"errors", report.errors},
       {"interrupted", report.interrupted},

@@ -171,6 +171,7 @@ struct FileTask {
   bool in_kernel = false;          // the data goes by copy_file_range, not through buffers
   const uint8_t* mapping = nullptr;  // the source mapped: written from here with O_DIRECT
   uint64_t mapping_length = 0;
+  uint64_t mapping_released = 0;  // pages below this offset are unmapped again
   uint64_t direct_write_end = 0;   // end of the O_DIRECT part; the rest is written buffered
   bool parked = false;
   // xattrs
@@ -1255,6 +1256,21 @@ bool mostly_cached(int fd, uint64_t size) {
   return stat.nr_cache * 2 >= (size + page - 1) / page;
 }
 
+// The file offset alignment O_DIRECT needs on fd, or 0 when O_DIRECT cannot
+// be used there with page-aligned memory (STATX_DIOALIGN, Linux 6.1).
+uint32_t direct_io_alignment(int fd) {
+  struct statx align {};
+  if (::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &align) != 0 || !(align.stx_mask & STATX_DIOALIGN) ||
+      align.stx_dio_mem_align == 0 || align.stx_dio_mem_align > kPageSizeBytes)
+    return 0;
+  return align.stx_dio_offset_align;
+}
+
+bool set_direct_io(int fd, bool on) {
+  const int flags = fcntl(fd, F_GETFL);
+  return flags >= 0 && fcntl(fd, F_SETFL, on ? flags | O_DIRECT : flags & ~O_DIRECT) == 0;
+}
+
 // A large file already in the page cache does not go through a buffer, where
 // it would be copied twice. Best: the target is written with O_DIRECT straight
 // from a mapping of the source's cached pages (no copy at all, and no page
@@ -1273,31 +1289,25 @@ void Engine::choose_data_path(FileTask& task) {
 
 bool Engine::try_mapped_direct_write(FileTask& task) {
   if (!options_.io.direct_io) return false;
-  struct statx align {};
-  if (::statx(task.target_fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &align) != 0 ||
-      !(align.stx_mask & STATX_DIOALIGN) || align.stx_dio_offset_align == 0 ||
-      align.stx_dio_mem_align == 0 || align.stx_dio_mem_align > kPageSizeBytes ||
-      kUnbufferedPieceBytes % align.stx_dio_offset_align != 0)
-    return false;
+  const uint32_t alignment = direct_io_alignment(task.target_fd);
+  if (alignment == 0 || kUnbufferedPieceBytes % alignment != 0) return false;
   const uint64_t size = task.source_stat.stx_size;
   void* mapping = mmap(nullptr, size, PROT_READ, MAP_SHARED, task.source_fd, 0);
   if (mapping == MAP_FAILED) return false;
-  const int flags = fcntl(task.target_fd, F_GETFL);
-  if (flags < 0 || fcntl(task.target_fd, F_SETFL, flags | O_DIRECT) != 0) {
+  if (!set_direct_io(task.target_fd, true)) {
     munmap(mapping, size);
     return false;
   }
   task.mapping = static_cast<const uint8_t*>(mapping);
   task.mapping_length = size;
-  task.direct_write_end = size / align.stx_dio_offset_align * align.stx_dio_offset_align;
+  task.direct_write_end = size / alignment * alignment;
   return true;
 }
 
 // Back to buffered writes on the target: for the unaligned tail, or for good
 // when the filesystem refused a write (the mapping stays for the tail).
 void Engine::stop_mapped_direct_write(FileTask& task) {
-  const int flags = fcntl(task.target_fd, F_GETFL);
-  if (flags >= 0) fcntl(task.target_fd, F_SETFL, flags & ~O_DIRECT);
+  set_direct_io(task.target_fd, false);
   task.direct_write_end = 0;
 }
 
@@ -1310,21 +1320,13 @@ void Engine::stop_mapped_direct_write(FileTask& task) {
 // filesystem's alignment is checked.
 void Engine::try_direct_io(FileTask& task) {
   if (!options_.io.direct_io) return;
-  struct statx align {};
-  if (::statx(task.source_fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &align) != 0 ||
-      !(align.stx_mask & STATX_DIOALIGN))
-    return;
-  if (align.stx_dio_offset_align == 0 || align.stx_dio_mem_align == 0 ||
-      align.stx_dio_mem_align > kPageSizeBytes || pool_.buffer_size() % align.stx_dio_offset_align != 0)
-    return;
-  const int flags = fcntl(task.source_fd, F_GETFL);
-  if (flags < 0 || fcntl(task.source_fd, F_SETFL, flags | O_DIRECT) != 0) return;
-  task.direct = true;
+  const uint32_t alignment = direct_io_alignment(task.source_fd);
+  if (alignment == 0 || pool_.buffer_size() % alignment != 0) return;
+  task.direct = set_direct_io(task.source_fd, true);
 }
 
 void Engine::stop_direct_io(FileTask& task) {
-  const int flags = fcntl(task.source_fd, F_GETFL);
-  if (flags >= 0) fcntl(task.source_fd, F_SETFL, flags & ~O_DIRECT);
+  set_direct_io(task.source_fd, false);
   task.direct = false;
 }
 
@@ -1734,6 +1736,16 @@ void Engine::on_unbuffered_completion(uint32_t slot, int64_t result) {
     task.next_offset += uint64_t(result);
     if (callbacks_.progress) callbacks_.progress->bytes_done.fetch_add(uint64_t(result), std::memory_order_relaxed);
     report_.bytes_copied += uint64_t(result);
+    if (mapped) {
+      // Drop the page-table entries of what is written: the pages stay in
+      // the page cache, and the process does not grow to the file's size.
+      const uint64_t written = task.next_offset / kPageSizeBytes * kPageSizeBytes;
+      if (written > task.mapping_released) {
+        madvise(const_cast<uint8_t*>(task.mapping) + task.mapping_released, written - task.mapping_released,
+                MADV_DONTNEED);
+        task.mapping_released = written;
+      }
+    }
   }
   advance(slot);
 }

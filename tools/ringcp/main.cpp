@@ -250,9 +250,11 @@ int main(int argc, char** argv) {
   app.add_option("--buffer-size", buffer_size, "bytes per buffer (e.g. 64K, 1M)");
   app.add_option("--queue-depth", queue_depth, "submission queue entries");
   app.add_flag("--sqpoll", sqpoll, "use a kernel submission thread (SQPOLL)");
-  app.add_flag("--no-direct", no_direct, "never use O_DIRECT (large files use it by default where allowed)");
+  app.add_flag("--no-direct", no_direct,
+               "never use O_DIRECT (large files: read with it when uncached, written with it from a mapping when "
+               "cached)");
   app.add_flag("--no-copy-range", no_copy_range,
-               "copy all data through the buffers (large cached files use copy_file_range by default)");
+               "never use copy_file_range (large cached files that cannot be written with O_DIRECT use it)");
   app.add_flag("-v,--verbose", verbose, "explain what is being done");
   app.add_flag("-q,--quiet", quiet, "print errors only");
 

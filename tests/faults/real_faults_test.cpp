@@ -509,9 +509,15 @@ TEST_P(RealFaultsChangingSource, detected_and_reported_never_silently_wrong) {
     std::vector<std::string> argv = {kRingcp, "-a", src + "/.", dst};
     argv.insert(argv.begin() + 1, GetParam().flags.begin(), GetParam().flags.end());
     Child child(argv, dir.path());
-    // Act once an eighth of the big file has reached its target.
-    while (child.running()) {
-      if (target_progress(child.pid(), dst) >= kBig / 8) {
+    // Act once an eighth of the big file has reached its target, and at most
+    // half: a change seen later could land after ringcp's check that follows
+    // the data (a copy of the file as it was, rightly exit 0), and the copy
+    // would be judged against the changed source. Seen later: try again.
+    bool too_late = false;
+    while (child.running() && !too_late) {
+      const uint64_t progress = target_progress(child.pid(), dst);
+      too_late = progress > kBig / 2;
+      if (progress >= kBig / 8 && !too_late) {
         const int fd = open(big.c_str(), O_WRONLY | O_CLOEXEC);
         ASSERT_GE(fd, 0);
         if (change == Change::append || change == Change::sparse_append) {

@@ -173,6 +173,7 @@ struct FileTask {
   uint64_t mapping_length = 0;
   uint64_t mapping_released = 0;  // pages below this offset are unmapped again
   uint64_t direct_write_end = 0;   // end of the O_DIRECT part; the rest is written buffered
+  bool unbuffered() const { return in_kernel || mapping != nullptr; }
   bool parked = false;
   // xattrs
   std::vector<char> xattr_names;   // kept at its full size: no zero-fill per file
@@ -1412,9 +1413,7 @@ bool Engine::issue_step(uint32_t slot) {
       // Files of more than one buffer are re-checked: a change while they
       // were copied is reported, never copied silently wrong. Smaller files
       // are checked by their single read (it asks for more than the size).
-      if (!task.in_kernel && task.mapping == nullptr && size < pool_.buffer_size() &&
-          task.extents.size() <= 1)
-        return false;
+      if (!task.unbuffered() && size < pool_.buffer_size() && task.extents.size() <= 1) return false;
       task.target_stat = task.source_stat;
       step_op(slot, Request::statx(task.source_fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &task.source_stat));
       return true;
@@ -1572,7 +1571,7 @@ bool Engine::issue_step(uint32_t slot) {
 
 void Engine::schedule_chunks(uint32_t slot) {
   FileTask& task = tasks_[slot];
-  if (task.in_kernel || task.mapping != nullptr) {
+  if (task.unbuffered()) {
     schedule_unbuffered(slot);
     return;
   }

@@ -27,6 +27,17 @@ const char* backend_name(BackendKind kind) {
   return kind == BackendKind::uring ? "uring" : "posix";
 }
 
+void OpCounters::count_direct(Op op) {
+  count(op);
+  if (op == Op::read) {
+    plain_reads.add();
+  } else if (op == Op::write) {
+    plain_writes.add();
+  } else if (op != Op::copy_file_range) {
+    inline_metadata_ops.add();
+  }
+}
+
 OpCounts OpCounters::snapshot() const {
   OpCounts counts;
   for (size_t i = 0; i < kOpCount; ++i) counts.by_op[i] = by_op_[i].get();

@@ -33,14 +33,7 @@ PosixBackend::~PosixBackend() {
 
 bool PosixBackend::prepare(const Request& request) {
   if (in_flight() >= capacity_) return false;
-  counters_.count(request.op);
-  if (request.op == Op::read) {
-    counters_.plain_reads.add();
-  } else if (request.op == Op::write) {
-    counters_.plain_writes.add();
-  } else if (request.op != Op::copy_file_range) {  // data, counted by op only
-    counters_.inline_metadata_ops.add();
-  }
+  counters_.count_direct(request.op);
   done_.push_back(Completion{request.user_data, execute(request)});
   return true;
 }

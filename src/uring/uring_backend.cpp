@@ -180,8 +180,7 @@ bool UringBackend::prepare(const Request& request) {
   if (in_flight() >= slots_.size()) return false;
 
   if (opcode_for(request.op) < 0) {
-    counters_.count(request.op);
-    if (request.op != Op::copy_file_range) counters_.inline_metadata_ops.add();  // data, not metadata
+    counters_.count_direct(request.op);
     inline_done_.push_back(Completion{request.user_data, posix::execute(request)});
     return true;
   }

@@ -16,7 +16,7 @@ struct TreeShape {
   uint32_t small_files = 440;     // 0 .. 130 KiB, mostly under 4 KiB
   uint32_t large_files = 8;       // 200 .. 600 KiB: several buffers each
   uint32_t sparse_files = 2;      // 512 KiB with holes
-  uint32_t huge_files = 1;        // 4 .. 18 MiB, just written: copied in the kernel (copy_file_range)
+  uint32_t huge_files = 1;        // 4 .. 18 MiB, just written (cached): copied without the buffer pool
   uint32_t symlinks = 30;         // relative, some dangling
   uint32_t hard_links = 16;       // a second name in another directory
 };

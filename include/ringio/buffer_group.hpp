@@ -216,6 +216,9 @@ class RegisteredBufferGroup {
   // The ring is going away: drop the registration bookkeeping (the kernel
   // releases the table with the ring). Memory stays until destruction.
   void detach_registrar();
+  // The kernel may still write into this memory (requests it never gave
+  // back): never free or reuse it. It stays mapped until the process ends.
+  void abandon_memory();
 
  private:
   friend class BufferSlot;
@@ -224,6 +227,10 @@ class RegisteredBufferGroup {
     bool in_use = false;
     bool retiring = false;  // above the active count; freed once given back
     bool registered = false;
+    // Retired, but the kernel refused to clear its table entry: the table
+    // still points at this memory, so it stays allocated and charged until
+    // the registration goes (or a growth takes the slot back as it is).
+    bool uncleared = false;
   };
 
   void give_back(uint32_t slot);

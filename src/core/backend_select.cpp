@@ -37,11 +37,6 @@ std::string why_not_uring() {
   return {};
 }
 
-// Errors from ring creation that mean "io_uring is not for us": fall back.
-bool is_fallback_errno(int code) {
-  return code == ENOSYS || code == EPERM || code == EACCES || code == ENOMEM;
-}
-
 }  // namespace
 
 std::vector<BackendKind> available_backends() {
@@ -73,11 +68,13 @@ Result<BackendSelection> make_backend(EngineChoice choice, const IoConfig& confi
     return choose_posix(why);
   }
 
+  // The probe's ring is not this one: a larger ring can still be refused
+  // (RLIMIT_MEMLOCK, descriptors). Whatever the reason, `automatic` copies
+  // on without io_uring.
   auto uring = uring::UringBackend::create(config, allocator);
   if (!uring) {
-    const Error& error = uring.error();
-    if (choice == EngineChoice::uring || !is_fallback_errno(error.code)) return error;
-    return choose_posix("io_uring ring setup failed: " + error.message());
+    if (choice == EngineChoice::uring) return uring.error();
+    return choose_posix("io_uring ring setup failed: " + uring.error().message());
   }
   selection.kind = BackendKind::uring;
   selection.reason = choice == EngineChoice::uring ? "uring backend requested"

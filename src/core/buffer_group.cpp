@@ -164,6 +164,10 @@ bool RegisteredBufferGroup::register_initial() {
       want = std::max(want / 2, options_.min_buffers);
     }
     registrar_->unregister_table();
+    // The table is gone: slots whose clearing was refused can go now too.
+    for (uint32_t slot = 0; slot < slots_.size(); ++slot) free_slot_memory(slot);
+    options_.budget->release(charged_bytes_);
+    charged_bytes_ = 0;
     registration_note_ += ": running unregistered";
     return false;
   }
@@ -282,16 +286,20 @@ uint32_t RegisteredBufferGroup::grow_to(uint32_t target_count) {
   target_count = std::min(target_count, max_count_);
   while (active_count_ < target_count) {
     const uint32_t first = active_count_;
-    if (slots_[first].retiring) {
+    SlotState& state = slots_[first];
+    if (state.retiring || state.uncleared) {
       // Retired by an earlier shrink but still checked out (its I/O in
-      // flight): it still has its memory and its registration, so growing
-      // over it only cancels the retirement. It comes back as an active slot.
-      slots_[first].retiring = false;
+      // flight), or free but still in the table: it has its memory and its
+      // registration, so growing over it only cancels the retirement. It
+      // comes back as an active slot.
+      if (state.uncleared) free_slots_.push_back(first);
+      state.retiring = false;
+      state.uncleared = false;
       ++active_count_;
       continue;
     }
     uint32_t end = first + 1;
-    while (end < target_count && !slots_[end].retiring) ++end;
+    while (end < target_count && !slots_[end].retiring && !slots_[end].uncleared) ++end;
     const uint32_t added = fill_slots(first, end - first);
     active_count_ = first + added;
     if (added < end - first) break;
@@ -374,7 +382,17 @@ void RegisteredBufferGroup::retire_slot(uint32_t slot) {
     // Clear the slot in the table before its memory goes: nothing is in
     // flight on it (it is free), and the kernel no longer references it.
     iovec empty{nullptr, 0};
-    registrar_->update_slots(slot, &empty, 1);
+    const int rc = registrar_->update_slots(slot, &empty, 1);
+    if (rc != 1) {
+      // Freeing memory the table still points at would let a fixed request
+      // on this slot reach it: keep it (and its charge) out of service.
+      state.uncleared = true;
+      failed_resizes_.add();
+      registration_note_ = "clearing buffer slot " + std::to_string(slot) + " refused: " +
+                           strerror(rc < 0 ? -rc : EIO) + "; its memory stays until the table goes";
+      publish_state();
+      return;
+    }
     charged_bytes_ -= options_.buffer_size_bytes;
     options_.budget->release(options_.buffer_size_bytes);
   }
@@ -386,6 +404,7 @@ void RegisteredBufferGroup::free_slot_memory(uint32_t slot) {
   if (state.memory != nullptr) options_.allocator.deallocate(state.memory, options_.buffer_size_bytes);
   state.memory = nullptr;
   state.registered = false;
+  state.uncleared = false;
 }
 
 bool RegisteredBufferGroup::reregister_all() {
@@ -446,6 +465,11 @@ bool RegisteredBufferGroup::reregister_all() {
 }
 
 void RegisteredBufferGroup::detach_registrar() { registrar_ = nullptr; }
+
+void RegisteredBufferGroup::abandon_memory() {
+  for (SlotState& state : slots_) state.memory = nullptr;
+  free_slots_.clear();
+}
 
 void RegisteredBufferGroup::publish_state() {
   std::lock_guard lock(published_mutex_);

@@ -18,7 +18,8 @@ class RecordingRegistrar : public BufferRegistrar {
  public:
   bool sparse = true;
   uint32_t cap = 16384;
-  int refuse_update_with = 0;  // -errno to return from update_slots
+  int refuse_update_with = 0;  // -errno to return from update_slots that fill
+  int refuse_clear_with = 0;   // -errno to return from update_slots that clear
   uint32_t table_slots = 0;
   std::vector<bool> filled;
   uint32_t updates = 0;
@@ -36,6 +37,7 @@ class RecordingRegistrar : public BufferRegistrar {
   int update_slots(uint32_t first, const iovec* iovecs, uint32_t count) override {
     ++updates;
     if (refuse_update_with != 0 && iovecs[0].iov_base != nullptr) return refuse_update_with;
+    if (refuse_clear_with != 0 && iovecs[0].iov_base == nullptr) return refuse_clear_with;
     for (uint32_t i = 0; i < count; ++i) filled.at(first + i) = iovecs[i].iov_base != nullptr;
     return static_cast<int>(count);
   }
@@ -319,6 +321,49 @@ TEST_F(BufferGroupTest, refused_growth_keeps_size_and_counts_a_failure) {
   EXPECT_EQ(group.stats().failed_resizes, 1u);
   EXPECT_EQ(group.stats().growths, 0u);
   EXPECT_TRUE(group.checkout());
+}
+
+TEST_F(BufferGroupTest, refused_clear_keeps_the_slot_memory_and_its_charge) {
+  PinnedMemoryBudget budget(16 * 4096, "test limit 16 pages");
+  BufferGroupOptions options = fixed_options(8, &budget);
+  std::vector<void*> freed;
+  const BufferAllocator pages = BufferAllocator::anonymous_pages();
+  options.allocator.allocate = pages.allocate;
+  options.allocator.deallocate = [&](void* memory, size_t bytes) {
+    freed.push_back(memory);
+    pages.deallocate(memory, bytes);
+  };
+  {
+    RegisteredBufferGroup group(options, &registrar_);
+    registrar_.refuse_clear_with = -EBUSY;
+    EXPECT_EQ(group.resize_to(4), 4u);
+    EXPECT_TRUE(freed.empty()) << "memory the kernel's table still points at was freed";
+    EXPECT_EQ(budget.charged_bytes(), 8u * 4096) << "the kernel still pins the uncleared slots";
+    const RegisteredBufferStats stats = group.stats();
+    EXPECT_GE(stats.failed_resizes, 1u);
+    EXPECT_NE(stats.registration_note.find("clearing buffer slot"), std::string::npos)
+        << stats.registration_note;
+
+    // A growth takes the uncleared slots back as they are, registered.
+    registrar_.refuse_clear_with = 0;
+    EXPECT_EQ(group.resize_to(8), 8u);
+    EXPECT_TRUE(freed.empty());
+    std::vector<BufferSlot> held;
+    for (int i = 0; i < 8; ++i) {
+      held.push_back(group.checkout());
+      ASSERT_TRUE(held.back());
+      EXPECT_EQ(held.back().fixed_index(), int32_t(held.back().slot()));
+    }
+    EXPECT_FALSE(group.checkout());
+    held.clear();
+
+    // Clearing works again: a shrink frees what it clears, and uncharges it.
+    EXPECT_EQ(group.resize_to(4), 4u);
+    EXPECT_EQ(freed.size(), 4u);
+    EXPECT_EQ(budget.charged_bytes(), 4u * 4096);
+  }
+  EXPECT_EQ(freed.size(), 8u);
+  EXPECT_EQ(budget.charged_bytes(), 0u);
 }
 
 TEST(StatsLine, starts_with_the_contract_fields_in_order) {

@@ -7,6 +7,8 @@
 #include <string>
 
 #include "ringio/kernel_support.hpp"
+#include "ringio/pinned_memory_budget.hpp"
+#include "uring/ring.hpp"
 
 namespace ringio {
 
@@ -29,25 +31,45 @@ constexpr RequiredOpcode kRequiredOpcodes[] = {
     {IORING_OP_STATX, "STATX"},
 };
 
-bool setup_accepts(unsigned flags) {
-  io_uring ring;
-  io_uring_params params{};
-  params.flags = flags;
-  if (io_uring_queue_init_params(4, &ring, &params) < 0) return false;
-  io_uring_queue_exit(&ring);
-  return true;
-}
+// One ring tells which setup flags the kernel takes: a refused flag is
+// EINVAL at once, before anything is charged. Best first; the accepted set's
+// flags are the supported ones (DEFER_TASKRUN needs SINGLE_ISSUER, and
+// COOP_TASKRUN (5.19) predates SINGLE_ISSUER (6.0)). Probing with one ring
+// instead of one per flag matters under a small RLIMIT_MEMLOCK: a closed
+// ring's memory is released asynchronously, so the next one could be refused.
+constexpr unsigned kProbeFlags[] = {
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN,
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
+    IORING_SETUP_COOP_TASKRUN,
+    IORING_SETUP_SINGLE_ISSUER,
+    0,
+};
 
 KernelSupport probe_kernel() {
   KernelSupport support;
-  io_uring ring;
+  io_uring ring{};
   io_uring_params params{};
-  const int rc = io_uring_queue_init_params(8, &ring, &params);
+  int rc = -ENOMEM;
+  // A ring the budget cannot hold is refused without asking the kernel (and
+  // without waiting out the ENOMEM allowance).
+  if (ring_pinned_bytes(uring::kMinRingEntries, 2 * uring::kMinRingEntries) <=
+      PinnedMemoryBudget::process().available_bytes()) {
+    for (unsigned flags : kProbeFlags) {
+      params = io_uring_params{};
+      params.flags = flags;
+      rc = uring::queue_init_retrying_enomem(uring::kMinRingEntries, &ring, &params);
+      if (rc != -EINVAL) break;
+    }
+  }
   if (rc < 0) {
     support.setup_errno = -rc;
     return support;
   }
   support.features = params.features;
+  support.single_issuer = (params.flags & IORING_SETUP_SINGLE_ISSUER) != 0;
+  support.defer_taskrun = (params.flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+  support.coop_taskrun = (params.flags & IORING_SETUP_COOP_TASKRUN) != 0;
 
   if (io_uring_probe* probe = io_uring_get_probe_ring(&ring)) {
     support.probe_ok = true;
@@ -73,11 +95,6 @@ KernelSupport probe_kernel() {
   unsigned workers[2] = {0, 0};  // 0 = read the current values
   support.iowq_max_workers = io_uring_register_iowq_max_workers(&ring, workers) == 0;
   io_uring_queue_exit(&ring);
-
-  support.single_issuer = setup_accepts(IORING_SETUP_SINGLE_ISSUER);
-  support.defer_taskrun =
-      support.single_issuer && setup_accepts(IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
-  support.coop_taskrun = setup_accepts(IORING_SETUP_COOP_TASKRUN);
   return support;
 }
 

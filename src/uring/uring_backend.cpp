@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -18,16 +19,17 @@ namespace {
 constexpr unsigned kOpFtruncate = 55;
 }  // namespace
 
-UringBackend::UringBackend(const IoConfig& config, const KernelSupport& support)
-    : config_(config), support_(support) {}
+UringBackend::UringBackend(const IoConfig& config, const KernelSupport& support, std::unique_ptr<Ring> ring)
+    : config_(config), support_(support), ring_(std::move(ring)) {}
 
 Result<std::unique_ptr<UringBackend>> UringBackend::create(const IoConfig& config,
                                                            BufferAllocator allocator) {
   const KernelSupport& support = kernel_support();
-  std::unique_ptr<UringBackend> backend(new UringBackend(config, support));
+  // The backend exists only with a ring: nothing below (or in the
+  // destructor) has to ask whether there is one.
   auto ring = Ring::create(config, support);
   if (!ring) return ring.error();
-  backend->ring_ = std::move(ring.value());
+  std::unique_ptr<UringBackend> backend(new UringBackend(config, support, std::move(ring.value())));
 
   // The ring's own memory is charged to RLIMIT_MEMLOCK too; account for it
   // so that buffer registrations see what is really left.
@@ -58,17 +60,53 @@ Result<std::unique_ptr<UringBackend>> UringBackend::create(const IoConfig& confi
 }
 
 UringBackend::~UringBackend() {
-  print_teardown_stats(kind(), group_->stats(), op_counts());
-  // Drain what is still in flight so that no request outlives the buffers
-  // it points at (the kernel would keep them pinned, but our memory goes).
-  while (ring_ && ring_in_flight_ > 0) {
-    Completion scratch[32];
-    if (submit_and_reap(scratch, 1) < 0) break;
+  if (group_) print_teardown_stats(kind(), group_->stats(), op_counts());
+  // No request may outlive the memory it reads into or writes from.
+  const uint32_t stuck = drain_in_flight(kDrainLimit);
+  if (group_) {
+    // The kernel may still write into buffers of requests it never gave
+    // back: leave that memory mapped rather than reuse it.
+    if (stuck != 0) group_->abandon_memory();
+    // The kernel drops the registration with the ring, which goes first
+    // (member order); after that the group must not talk to it.
+    group_->detach_registrar();
   }
-  // The kernel drops the registration with the ring, which goes first
-  // (member order); after that the group must not talk to it.
-  if (group_) group_->detach_registrar();
   PinnedMemoryBudget::process().release(ring_charge_bytes_);
+}
+
+uint32_t UringBackend::drain_in_flight(std::chrono::milliseconds limit) {
+  inline_done_.clear();  // direct syscalls are done already
+  inline_head_ = 0;
+  if (ring_in_flight_ == 0) return 0;
+  // Whatever is left was abandoned by its caller: cancel it, since some
+  // requests never complete by themselves (a read from a pipe with no
+  // writer), then wait for every completion, cancelled or not (a disk
+  // transfer already under way finishes instead), for at most `limit`.
+  io_uring* ring = ring_->get();
+  for (uint32_t tag = 0; tag < slots_.size(); ++tag) {
+    if (!slots_[tag].live) continue;
+    io_uring_sqe* sqe = io_uring_get_sqe(ring);
+    if (sqe == nullptr) {
+      io_uring_submit(ring);
+      sqe = io_uring_get_sqe(ring);
+      if (sqe == nullptr) break;
+    }
+    io_uring_prep_cancel64(sqe, tag, 0);
+    io_uring_sqe_set_data64(sqe, kCancelTag);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (ring_in_flight_ > 0 && std::chrono::steady_clock::now() < deadline) {
+    __kernel_timespec wait{0, 20'000'000};
+    io_uring_cqe* cqe = nullptr;
+    const int rc = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &wait, nullptr);
+    // EINTR, ETIME, EAGAIN, EBUSY: try again. Anything else means the ring
+    // itself is gone (EBADF, ENXIO, EOWNERDEAD): nothing more will complete.
+    if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN && rc != -EBUSY) break;
+    Completion scratch[64];
+    while (reap_ready(scratch) > 0) {
+    }
+  }
+  return ring_in_flight_;
 }
 
 void UringBackend::prep_sqe(io_uring_sqe* sqe, const Request& r, bool* fixed) {
@@ -195,7 +233,7 @@ bool UringBackend::prepare(const Request& request) {
   prep_sqe(sqe, request, &fixed);
   const uint32_t tag = free_tags_.back();
   free_tags_.pop_back();
-  slots_[tag] = InFlight{request.user_data, fixed};
+  slots_[tag] = InFlight{request.user_data, fixed, true};
   io_uring_sqe_set_data64(sqe, tag);
   ++ring_in_flight_;
   ++unsubmitted_;
@@ -225,21 +263,29 @@ int UringBackend::submit_and_reap(std::span<Completion> out, unsigned min_comple
   const unsigned wait_for = std::min<unsigned>(wanted, ring_in_flight_);
   if (unsubmitted_ != 0 || wait_for != 0 || ring_->defer_taskrun()) {
     counters_.submit_calls.add();
-    int rc;
-    if (wait_for != 0) {
-      rc = io_uring_submit_and_wait(ring, wait_for);
-    } else if (ring_->defer_taskrun()) {
-      // With DEFER_TASKRUN completions are only posted when we enter the
-      // kernel asking for events.
-      rc = io_uring_submit_and_get_events(ring);
+    const int rc = submit_(*this, wait_for);
+    unsubmitted_ = io_uring_sq_ready(ring);
+    if (rc == -EAGAIN || rc == -EBUSY) {
+      // The kernel cannot take more now (no memory for requests, or
+      // completions it could not post yet). Never spin: wait for one of ours
+      // to complete if the kernel has any, or back off for a moment.
+      const uint32_t in_kernel = ring_in_flight_ - unsubmitted_;
+      io_uring_cqe* cqe = nullptr;
+      if (in_kernel == 0 || io_uring_wait_cqe(ring, &cqe) < 0) back_off_.wait();
+      back_off_.grow();
+    } else if (rc < 0 && rc != -EINTR && rc != -ETIME) {
+      return rc;
     } else {
-      rc = io_uring_submit(ring);
+      back_off_.reset();
+      if (rc == -EINTR && produced == 0 && io_uring_cq_ready(ring) == 0) return -EINTR;
     }
-    if (rc >= 0 || rc == -EINTR || rc == -EBUSY || rc == -EAGAIN) unsubmitted_ = 0;
-    if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN && rc != -ETIME) return rc;
-    if (rc == -EINTR && produced == 0 && io_uring_cq_ready(ring) == 0) return -EINTR;
   }
+  return static_cast<int>(produced + reap_ready(out.subspan(produced)));
+}
 
+size_t UringBackend::reap_ready(std::span<Completion> out) {
+  io_uring* ring = ring_->get();
+  size_t produced = 0;
   io_uring_cqe* cqes[64];
   while (produced < out.size()) {
     const auto batch = static_cast<unsigned>(std::min<size_t>(out.size() - produced, 64));
@@ -247,15 +293,26 @@ int UringBackend::submit_and_reap(std::span<Completion> out, unsigned min_comple
     if (n == 0) break;
     for (unsigned i = 0; i < n; ++i) {
       const uint64_t tag = io_uring_cqe_get_data64(cqes[i]);
+      if (tag == kCancelTag) continue;  // the cancel request's own completion
       --ring_in_flight_;
       InFlight& entry = slots_[tag];
       if (entry.fixed) --fixed_in_flight_;
+      entry.live = false;
       out[produced++] = Completion{entry.user_data, cqes[i]->res};
       free_tags_.push_back(static_cast<uint32_t>(tag));
     }
     io_uring_cq_advance(ring, n);
   }
-  return static_cast<int>(produced);
+  return produced;
+}
+
+int UringBackend::submit_to_kernel(UringBackend& backend, unsigned wait_for) {
+  io_uring* ring = backend.ring_->get();
+  if (wait_for != 0) return io_uring_submit_and_wait(ring, wait_for);
+  // With DEFER_TASKRUN completions are only posted when we enter the kernel
+  // asking for events.
+  if (backend.ring_->defer_taskrun()) return io_uring_submit_and_get_events(ring);
+  return io_uring_submit(ring);
 }
 
 OpCounts UringBackend::op_counts() const {

@@ -3,8 +3,10 @@
 // ring. It also implements the buffer group's registrar.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ringio/backend.hpp"
@@ -38,17 +40,44 @@ class UringBackend final : public Backend, public BufferRegistrar {
 
   int ring_fd() const { return ring_->fd(); }
 
+  // Cancels every request still in flight and waits for their completions,
+  // for at most `limit`; returns how many are still in the kernel's hands.
+  // The destructor does this (kDrainLimit): the ring is closed, and buffer
+  // memory freed, only once the kernel is done with them.
+  uint32_t drain_in_flight(std::chrono::milliseconds limit);
+  static constexpr std::chrono::milliseconds kDrainLimit{10'000};
+
+  // The call that enters the kernel: submit, and wait for `wait_for`
+  // completions. Tests replace it to make the kernel answer EAGAIN or EBUSY.
+  using SubmitFn = int (*)(UringBackend& backend, unsigned wait_for);
+  static int submit_to_kernel(UringBackend& backend, unsigned wait_for);
+  void set_submit_for_testing(SubmitFn submit) { submit_ = submit; }
+
  private:
-  UringBackend(const IoConfig& config, const KernelSupport& support);
+  UringBackend(const IoConfig& config, const KernelSupport& support, std::unique_ptr<Ring> ring);
   bool ring_has(unsigned opcode) const { return support_.has_opcode(opcode); }
   // The IORING_OP_* that runs `op`, or -1 when this kernel's ring has none
   // (the op then runs as a direct syscall).
   int opcode_for(Op op) const;
   void prep_sqe(io_uring_sqe* sqe, const Request& request, bool* fixed);
+  // Moves the completions the CQ holds (up to out.size()) into `out`.
+  size_t reap_ready(std::span<Completion> out);
 
   struct InFlight {
-    uint64_t user_data;
-    bool fixed;
+    uint64_t user_data = 0;
+    bool fixed = false;
+    bool live = false;  // submitted (or prepared) and not yet reaped
+  };
+  // user_data of cancel requests; request tags index slots_.
+  static constexpr uint64_t kCancelTag = ~uint64_t{0};
+
+  // A pause that doubles (1 ms to 64 ms) while the kernel keeps refusing
+  // new requests with nothing of ours in flight to wait for.
+  struct BackOff {
+    std::chrono::microseconds delay{1000};
+    void wait() const { std::this_thread::sleep_for(delay); }
+    void grow() { delay = std::min(delay * 2, std::chrono::microseconds(64'000)); }
+    void reset() { delay = std::chrono::microseconds(1000); }
   };
 
   IoConfig config_;
@@ -63,6 +92,8 @@ class UringBackend final : public Backend, public BufferRegistrar {
   uint32_t ring_in_flight_ = 0;
   uint32_t fixed_in_flight_ = 0;
   uint32_t unsubmitted_ = 0;
+  BackOff back_off_;
+  SubmitFn submit_ = &submit_to_kernel;
 
   // Declaration order is teardown order in reverse: the ring (and with it the
   // kernel's registration) is released before the group frees buffer memory.

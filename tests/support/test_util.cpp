@@ -120,4 +120,14 @@ bool raw_io_uring_setup_works(int* error_out) {
   return true;
 }
 
+bool memlock_probe(const std::string& mode, uint64_t limit_bytes, int timeout_ms) {
+  const std::string limit = std::to_string(limit_bytes);
+  return run_command({"prlimit", "--memlock=" + limit + ":" + limit, "setpriv", "--inh-caps=-ipc_lock",
+                      "--bounding-set=-ipc_lock", RINGIO_MEMLOCK_PROBE_PATH, mode,
+                      std::to_string(timeout_ms)})
+             .exit_code == 0;
+}
+
+bool wait_for_settled_pinned_memory() { return memlock_probe("settle", 65536, 10'000); }
+
 }  // namespace ringio::test

@@ -57,6 +57,15 @@ BackendSelection make_test_backend(EngineChoice choice, IoConfig config = IoConf
 // True when a raw io_uring_setup(2) succeeds, independent of ringio's probe.
 bool raw_io_uring_setup_works(int* error_out = nullptr);
 
+// Runs tests/support/memlock_probe_main.cpp's MODE ("ring-fits" or "settle")
+// under RLIMIT_MEMLOCK = limit_bytes without CAP_IPC_LOCK; true when it
+// reports the state within timeout_ms.
+bool memlock_probe(const std::string& mode, uint64_t limit_bytes, int timeout_ms);
+// Waits (up to 10 s) until nothing is charged to this user's pinned-memory
+// account: rings closed by earlier tests are released asynchronously, and a
+// test that measures RLIMIT_MEMLOCK must not see them.
+bool wait_for_settled_pinned_memory();
+
 // RINGIO_REQUIRE_URING=1 (set by CI): a test that would skip for lack of
 // io_uring fails instead.
 bool uring_required();

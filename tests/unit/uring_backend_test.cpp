@@ -3,8 +3,14 @@
 // without CAP_IPC_LOCK.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -199,6 +205,216 @@ TEST(UringTeardown, ring_is_released_before_buffer_memory) {
   EXPECT_EQ(seen.frees_with_ring_open, 0);
 }
 
+// ---- failures at ring setup ----
+
+// A ring the kernel refuses (more than 32768 entries is EINVAL) must leave
+// the process as it was: in particular, no io_uring_queue_exit() on a ring
+// that was never set up, which would close descriptor 0.
+TEST(UringSetupFailure, refused_ring_is_an_error_value_and_closes_no_descriptor) {
+  REQUIRE_URING_OR_SKIP();
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const int saved_stdin = dup(0);
+  ASSERT_GE(saved_stdin, 0);
+  ASSERT_EQ(dup2(pipe_fds[0], 0), 0);  // a descriptor 0 we can tell apart
+  IoConfig config = IoConfig::defaults();
+  config.sq_entries = 65536;  // beyond IORING_MAX_ENTRIES; validate() is not asked
+  {
+    auto ring = uring::Ring::create(config, kernel_support());
+    EXPECT_FALSE(ring.ok());
+    auto backend = uring::UringBackend::create(config, BufferAllocator::anonymous_pages());
+    ASSERT_FALSE(backend.ok());
+    EXPECT_NE(backend.error().message().find("io_uring_setup"), std::string::npos)
+        << backend.error().message();
+  }
+  const bool stdin_open = fcntl(0, F_GETFD) != -1;
+  struct stat now {}, pipe_end {};
+  fstat(0, &now);
+  fstat(pipe_fds[0], &pipe_end);
+  dup2(saved_stdin, 0);
+  close(saved_stdin);
+  close(pipe_fds[0]);
+  close(pipe_fds[1]);
+  EXPECT_TRUE(stdin_open) << "descriptor 0 was closed by a failed ring setup";
+  EXPECT_EQ(now.st_ino, pipe_end.st_ino) << "descriptor 0 is no longer what the program made it";
+}
+
+// ---- teardown with requests still in flight ----
+
+// In a forked child, so that a teardown that never returns fails the test
+// instead of hanging it. The child's exit code says what it saw.
+enum TeardownVerdict : int {
+  kTeardownClean = 0,
+  kTeardownNoBackend = 10,
+  kTeardownFreedWhileInFlight = 11,
+  kTeardownPipeByteTaken = 12,
+};
+
+void on_signal(int) {}
+
+int abandon_pipe_read_and_tear_down(bool signal_storm) {
+  int pipe_fds[2];
+  if (pipe(pipe_fds) != 0) return kTeardownNoBackend;
+  struct Seen {
+    uring::UringBackend* backend = nullptr;
+    uint32_t in_flight_at_free = 0;
+    bool byte_taken = false;
+  } seen;
+  BufferAllocator allocator = BufferAllocator::anonymous_pages();
+  auto base_free = allocator.deallocate;
+  allocator.deallocate = [&seen, &pipe_fds, base_free](void* memory, size_t bytes) {
+    // Still in flight here means the kernel may write into this memory.
+    seen.in_flight_at_free = std::max(seen.in_flight_at_free, seen.backend->in_flight());
+    // A read the kernel still holds would take this byte.
+    if (write(pipe_fds[1], "x", 1) == 1) {
+      int queued = 0;
+      ioctl(pipe_fds[0], FIONREAD, &queued);
+      if (queued == 0) seen.byte_taken = true;
+      char drain;
+      if (queued > 0) (void)!read(pipe_fds[0], &drain, 1);
+    }
+    base_free(memory, bytes);
+  };
+  auto created = uring::UringBackend::create(IoConfig::defaults(), allocator);
+  if (!created.ok()) return kTeardownNoBackend;
+  std::unique_ptr<uring::UringBackend> backend = std::move(created.value());
+  seen.backend = backend.get();
+  {
+    // A fixed read from a pipe nobody writes to: it never completes by itself.
+    BufferSlot slot = backend->buffers().checkout();
+    if (!slot || !backend->prepare(Request::read(pipe_fds[0], slot.data(), 4096, 0, slot.fixed_index())))
+      return kTeardownNoBackend;
+    Completion none[1];
+    backend->submit_and_reap({none, 0}, 0);
+  }  // the caller gives up on it
+  std::atomic<bool> tearing_down{true};
+  std::thread storm;
+  if (signal_storm) {
+    struct sigaction action {};
+    action.sa_handler = on_signal;  // no SA_RESTART: waits end in EINTR
+    sigaction(SIGUSR1, &action, nullptr);
+    const pthread_t owner = pthread_self();
+    storm = std::thread([&tearing_down, owner] {
+      while (tearing_down.load()) {
+        pthread_kill(owner, SIGUSR1);
+        std::this_thread::sleep_for(std::chrono::microseconds(500));
+      }
+    });
+  }
+  backend.reset();
+  tearing_down = false;
+  if (storm.joinable()) storm.join();
+  if (seen.in_flight_at_free != 0) return kTeardownFreedWhileInFlight;
+  if (seen.byte_taken) return kTeardownPipeByteTaken;
+  return kTeardownClean;
+}
+
+int in_child_with_deadline(int (*scenario)(bool), bool argument, int seconds) {
+  const pid_t pid = fork();
+  if (pid == 0) _exit(scenario(argument));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;  // did not finish
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
+}
+
+class UringTeardownDrain : public ::testing::TestWithParam<bool> {};
+
+TEST_P(UringTeardownDrain, abandoned_request_is_cancelled_before_its_buffer_is_freed) {
+  REQUIRE_URING_OR_SKIP();
+  const int verdict = in_child_with_deadline(abandon_pipe_read_and_tear_down, GetParam(), 20);
+  EXPECT_NE(verdict, -1) << "the teardown waited forever for a read that never completes";
+  EXPECT_NE(verdict, kTeardownFreedWhileInFlight) << "buffer memory was freed with the read still in flight";
+  EXPECT_NE(verdict, kTeardownPipeByteTaken) << "the kernel still held the read when the buffer was freed";
+  EXPECT_EQ(verdict, kTeardownClean);
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, UringTeardownDrain, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& param_info) {
+                           return std::string(param_info.param ? "under_a_signal_storm" : "quiet");
+                         });
+
+// ---- the kernel refusing new requests (EAGAIN, EBUSY from io_uring_enter) ----
+
+int g_refusals_left = 0;
+int g_refusal = 0;
+int refusing_submit(uring::UringBackend& backend, unsigned wait_for) {
+  if (g_refusals_left > 0) {
+    --g_refusals_left;
+    return g_refusal;
+  }
+  return uring::UringBackend::submit_to_kernel(backend, wait_for);
+}
+
+std::unique_ptr<uring::UringBackend> refusing_backend(int refusal, int times) {
+  auto created = uring::UringBackend::create(IoConfig::defaults(), BufferAllocator::anonymous_pages());
+  if (!created.ok()) return nullptr;
+  g_refusal = refusal;
+  g_refusals_left = times;
+  created.value()->set_submit_for_testing(refusing_submit);
+  return std::move(created.value());
+}
+
+TEST(UringSubmitRefused, eagain_with_nothing_in_the_kernel_backs_off) {
+  REQUIRE_URING_OR_SKIP();
+  auto backend = refusing_backend(-EAGAIN, 5);
+  ASSERT_NE(backend, nullptr);
+  ASSERT_TRUE(backend->prepare(Request::nop()));
+  const auto started = std::chrono::steady_clock::now();
+  int calls = 0, n = 0;
+  Completion out[4];
+  while (n == 0 && calls < 1000) {
+    n = backend->submit_and_reap(out, 1);
+    ASSERT_GE(n, 0) << strerror(-n);
+    ++calls;
+  }
+  const auto elapsed = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(n, 1) << "the NOP completed once the kernel took it";
+  EXPECT_EQ(calls, 6) << "five refusals, then the submission";
+  // A pause of at least 1 ms after each refusal (1, 2, 4, 8, 16 ms), not a spin.
+  EXPECT_GE(elapsed, std::chrono::milliseconds(5));
+}
+
+TEST(UringSubmitRefused, ebusy_waits_for_a_request_the_kernel_already_has) {
+  REQUIRE_URING_OR_SKIP();
+  auto backend = refusing_backend(-EBUSY, 0);
+  ASSERT_NE(backend, nullptr);
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  char byte = 0;
+  Request read = Request::read(pipe_fds[0], &byte, 1, 0, -1);
+  read.user_data = 7;
+  ASSERT_TRUE(backend->prepare(read));
+  Completion out[4];
+  ASSERT_EQ(backend->submit_and_reap(out, 0), 0);  // the read is in the kernel now
+  ASSERT_TRUE(backend->prepare(Request::nop()));
+  g_refusals_left = 1;  // the kernel refuses the NOP once
+  std::thread writer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    (void)!write(pipe_fds[1], "y", 1);
+  });
+  const int n = backend->submit_and_reap(out, 1);
+  writer.join();
+  EXPECT_EQ(n, 1) << "the refused call waited for the read instead of returning empty-handed";
+  if (n == 1) {
+    EXPECT_EQ(out[0].user_data, 7u);
+    EXPECT_EQ(out[0].result, 1);
+  }
+  // The NOP was kept and goes in with the next call.
+  int got = 0;
+  for (int i = 0; i < 100 && got == 0; ++i) got = backend->submit_and_reap(out, 1);
+  EXPECT_EQ(got, 1);
+  close(pipe_fds[0]);
+  close(pipe_fds[1]);
+}
+
 // ---- RLIMIT_MEMLOCK without CAP_IPC_LOCK ----
 // The demo runs in a child with a lowered limit and CAP_IPC_LOCK dropped from
 // its inheritable and bounding sets (root would ignore the limit otherwise).
@@ -211,16 +427,15 @@ struct DemoRun {
 DemoRun run_demo_with_memlock(uint64_t limit_bytes, const std::string& file) {
   DemoRun run;
   // Pinned memory of an earlier child is released asynchronously after its
-  // ring closes; a ring refused for that reason is retried.
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    run.child = test::run_command(
-        {"prlimit", "--memlock=" + std::to_string(limit_bytes), "setpriv", "--inh-caps=-ipc_lock",
-         "--bounding-set=-ipc_lock", RINGIO_DEMO_PATH, file},
-        {"RINGIO_STATS=1"});
-    if (limit_bytes == 0 || run.child.output.find("Cannot allocate memory") == std::string::npos)
-      break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // ring closes: wait until the user's account is clear, then run once.
+  if (!test::wait_for_settled_pinned_memory()) {
+    run.child.output = "the user's pinned memory did not settle within 10 s";
+    return run;
   }
+  run.child = test::run_command(
+      {"prlimit", "--memlock=" + std::to_string(limit_bytes), "setpriv", "--inh-caps=-ipc_lock",
+       "--bounding-set=-ipc_lock", RINGIO_DEMO_PATH, file},
+      {"RINGIO_STATS=1"});
   // The teardown line is the one that names the backend.
   const auto backend_field = run.child.output.find(" backend=");
   if (backend_field != std::string::npos) {

@@ -438,6 +438,85 @@ TEST_F(MemlockRealFaults, limit_zero_falls_back_to_posix) {
       << reason;
 }
 
+// RLIMIT_MEMLOCK from 0 to 128 KiB in 4 KiB steps, without CAP_IPC_LOCK.
+// At each step the test first asks the kernel whether the smallest ring fits
+// under that limit at all (ringio_memlock_probe, which waits out rings that
+// earlier runs closed), then copies with `auto` and with `--engine=uring`.
+// `auto` copies at every step, on io_uring from the first step where a ring
+// fits; `--engine=uring` copies there and exits 3 with a message below it.
+// The buffers (256 KiB, 2 at least) never fit under 128 KiB: the pool runs
+// unregistered and says why.
+class MemlockRealFaultsSweep : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!tool_present("prlimit") || !tool_present("setpriv")) GTEST_SKIP() << "needs prlimit and setpriv (util-linux)";
+    if (!test::raw_io_uring_setup_works() && !test::uring_required()) GTEST_SKIP() << "io_uring_setup fails here";
+    src_ = dir_ / "src";
+    make_mixed_tree(src_, 40, 1, 6 << 20, 43);
+  }
+  Outcome copy_with_memlock(uint64_t bytes, const std::string& dst, const std::string& engine) {
+    const std::string limit = std::to_string(bytes);
+    return run({"prlimit", "--memlock=" + limit + ":" + limit, "setpriv", "--inh-caps=-ipc_lock",
+                "--bounding-set=-ipc_lock", kRingcp, "--stats=json", "--engine=" + engine, "-a", src_ + "/.", dst},
+               dir_.path());
+  }
+  TempDir dir_;
+  std::string src_;
+};
+
+TEST_F(MemlockRealFaultsSweep, zero_to_128k_in_4k_steps_copies_at_every_step) {
+  uint64_t first_fit = 0;
+  bool fitted = false;
+  for (uint64_t limit = 0; limit <= 128 * 1024; limit += 4096) {
+    SCOPED_TRACE("RLIMIT_MEMLOCK " + std::to_string(limit));
+    const bool ring_fits = test::memlock_probe("ring-fits", limit, 2000);
+    if (fitted) {
+      EXPECT_TRUE(ring_fits) << "a ring fitted under a smaller limit";
+    }
+    if (ring_fits && !fitted) first_fit = limit;
+    fitted = fitted || ring_fits;
+
+    const std::string dst = dir_ / ("auto-" + std::to_string(limit));
+    const Outcome o = copy_with_memlock(limit, dst, "auto");
+    nlohmann::json stats = expect_complete_copy(o, src_, dst);
+    if (stats.is_object()) {
+      const auto& pool = stats["buffer_pool"];
+      EXPECT_EQ(stats["backend"], ring_fits ? "uring" : "posix") << o.out;
+      EXPECT_FALSE(pool["registered"].get<bool>()) << "2 x 256 KiB cannot fit: " << o.out;
+      EXPECT_EQ(stats["ops"]["fixed_reads"], 0) << o.out;
+      if (ring_fits) {
+        EXPECT_NE(pool["note"].get<std::string>().find("RLIMIT_MEMLOCK " + std::to_string(limit)),
+                  std::string::npos)
+            << "the pool does not say why it is unregistered: " << o.out;
+      } else {
+        EXPECT_NE(stats["backend_reason"].get<std::string>().find("RLIMIT_MEMLOCK"), std::string::npos)
+            << o.out;
+      }
+    }
+    test::remove_tree(dst);
+
+    const std::string forced = dir_ / ("uring-" + std::to_string(limit));
+    const Outcome u = copy_with_memlock(limit, forced, "uring");
+    if (ring_fits) {
+      nlohmann::json forced_stats = expect_complete_copy(u, src_, forced);
+      if (forced_stats.is_object()) {
+        EXPECT_EQ(forced_stats["backend"], "uring") << u.out;
+      }
+    } else {
+      EXPECT_EQ(u.exit_code, 3) << describe(u);
+      EXPECT_NE(u.err.find("io_uring"), std::string::npos) << describe(u);
+      EXPECT_NE(u.err.find("RLIMIT_MEMLOCK"), std::string::npos) << describe(u);
+      EXPECT_EQ(count_lines(u.err), 1u) << describe(u);
+      EXPECT_EQ(access(forced.c_str(), F_OK), -1) << "nothing is copied without a backend";
+    }
+    test::remove_tree(forced);
+  }
+  ASSERT_TRUE(fitted) << "no ring fits even under 128 KiB";
+  // Two pages (the rings and the SQEs) is the least a ring can pin.
+  EXPECT_GE(first_fit, 8192u);
+  std::printf("first limit at which a ring fits: %llu bytes\n", static_cast<unsigned long long>(first_fit));
+}
+
 // ------------------------------------------- a source that changes --
 
 enum class Change { append, truncate, overwrite, sparse_append, sparse_overwrite };

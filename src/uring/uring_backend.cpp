@@ -83,6 +83,7 @@ uint32_t UringBackend::drain_in_flight(std::chrono::milliseconds limit) {
   // writer), then wait for every completion, cancelled or not (a disk
   // transfer already under way finishes instead), for at most `limit`.
   io_uring* ring = ring_->get();
+  cancelling_ = true;
   for (uint32_t tag = 0; tag < slots_.size(); ++tag) {
     if (!slots_[tag].live) continue;
     io_uring_sqe* sqe = io_uring_get_sqe(ring);
@@ -233,7 +234,7 @@ bool UringBackend::prepare(const Request& request) {
   prep_sqe(sqe, request, &fixed);
   const uint32_t tag = free_tags_.back();
   free_tags_.pop_back();
-  slots_[tag] = InFlight{request.user_data, fixed, true};
+  slots_[tag] = InFlight{request, fixed, true};
   io_uring_sqe_set_data64(sqe, tag);
   ++ring_in_flight_;
   ++unsubmitted_;
@@ -298,7 +299,14 @@ size_t UringBackend::reap_ready(std::span<Completion> out) {
       InFlight& entry = slots_[tag];
       if (entry.fixed) --fixed_in_flight_;
       entry.live = false;
-      out[produced++] = Completion{entry.user_data, cqes[i]->res};
+      int64_t result = cqes[i]->res;
+      if (result == -ECANCELED && !cancelling_) {
+        // Nothing of ours cancels it: the kernel could not start an io-wq
+        // worker for it (RLIMIT_NPROC) and dropped it unrun. Run it here.
+        counters_.count_direct(entry.request.op);
+        result = posix::execute(entry.request);
+      }
+      out[produced++] = Completion{entry.request.user_data, result};
       free_tags_.push_back(static_cast<uint32_t>(tag));
     }
     io_uring_cq_advance(ring, n);

@@ -64,7 +64,7 @@ class UringBackend final : public Backend, public BufferRegistrar {
   size_t reap_ready(std::span<Completion> out);
 
   struct InFlight {
-    uint64_t user_data = 0;
+    Request request;    // kept to run it directly if io-wq could not take it
     bool fixed = false;
     bool live = false;  // submitted (or prepared) and not yet reaped
   };
@@ -92,6 +92,7 @@ class UringBackend final : public Backend, public BufferRegistrar {
   uint32_t ring_in_flight_ = 0;
   uint32_t fixed_in_flight_ = 0;
   uint32_t unsubmitted_ = 0;
+  bool cancelling_ = false;  // drain_in_flight() cancels on purpose
   BackOff back_off_;
   SubmitFn submit_ = &submit_to_kernel;
 

@@ -760,6 +760,26 @@ TEST_F(RealFaultsUnprivileged, permission_denied_sources_are_reported_and_the_re
   }
 }
 
+// RLIMIT_NPROC 1 for a user with no other process: io_uring cannot start an
+// io-wq worker, and the kernel completes each request it would hand to one
+// with -ECANCELED, unrun. ringcp runs those itself; before, every such
+// statx or openat failed ("Operation canceled", exit 2) where cp copies.
+TEST_F(RealFaultsUnprivileged, one_process_limit_leaves_io_uring_without_workers_and_the_copy_completes) {
+  const std::string uid = "3999999";  // a user that runs nothing else
+  if (run({"pgrep", "-U", uid}, dir_.path()).exit_code == 0) GTEST_SKIP() << "uid " << uid << " has processes";
+  const std::string src = dir_ / "src", dst = dir_ / "dst";
+  make_mixed_tree(src, 100, 2, 3 << 20, 71);
+  mkdir(dst.c_str(), 0755);
+  ASSERT_EQ(chown(dst.c_str(), 3999999, 3999999), 0);
+  const Outcome o = run({"prlimit", "--nproc=1", "setpriv", "--reuid=" + uid, "--regid=" + uid, "--clear-groups",
+                         kRingcp, "--stats=json", "-r", src + "/.", dst},
+                        dir_.path());
+  nlohmann::json stats = expect_complete_copy(o, src, dst);
+  if (stats.is_object() && test::raw_io_uring_setup_works()) {
+    EXPECT_EQ(stats["backend"], "uring") << o.out;
+  }
+}
+
 TEST_F(RealFaultsUnprivileged, read_only_destination_directory) {
   const std::string src = dir_ / "src", dst = dir_ / "ro";
   make_mixed_tree(src, 20, 0, 0, 71);

@@ -438,6 +438,39 @@ TEST_F(MemlockRealFaults, limit_zero_falls_back_to_posix) {
       << reason;
 }
 
+// ------------------------------------------------------ RLIMIT_FSIZE --
+
+// Past RLIMIT_FSIZE the kernel sends SIGXFSZ, which kills a process that
+// does not ignore it (cp dies there, its directories left unfinished).
+// ringcp ignores it: the write fails with EFBIG, that file is reported and
+// its temporary dropped, and the rest of the tree is copied and finished.
+class RealFaultsFileSizeLimit : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(RealFaultsFileSizeLimit, a_file_over_the_limit_is_reported_and_the_rest_is_finished) {
+  if (!tool_present("prlimit")) GTEST_SKIP() << "needs prlimit (util-linux)";
+  TempDir dir;
+  const std::string src = dir / "src", dst = dir / "dst";
+  make_mixed_tree(src, 60, 0, 0, 81);
+  write_bytes(src + "/d5/too-big", 3 << 20, 82);
+  chmod((src + "/d7").c_str(), 0750);
+  const Outcome o = run({"prlimit", "--fsize=1048576", kRingcp, "--engine=" + GetParam(), "-a", src + "/.", dst},
+                        dir.path());
+  EXPECT_EQ(o.exit_code, 2) << describe(o);
+  EXPECT_EQ(o.signal, 0) << describe(o);
+  EXPECT_EQ(count_lines(o.err), 1u) << describe(o);
+  EXPECT_NE(o.err.find("too-big': File too large"), std::string::npos) << describe(o);
+  EXPECT_EQ(access((dst + "/d5/too-big").c_str(), F_OK), -1) << "a partial file under its final name";
+  const auto problems = verify_copy(src, dst, false);
+  EXPECT_TRUE(problems.empty()) << join_lines(problems);
+  // Everything else is there, directories finished (mode set after content).
+  EXPECT_EQ(snapshot_tree(dst).size() + 1, snapshot_tree(src).size());
+  struct stat st {};
+  ASSERT_EQ(stat((dst + "/d7").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0750u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, RealFaultsFileSizeLimit, ::testing::Values("uring", "posix"));
+
 // RLIMIT_MEMLOCK from 0 to 128 KiB in 4 KiB steps, without CAP_IPC_LOCK.
 // At each step the test first asks the kernel whether the smallest ring fits
 // under that limit at all (ringio_memlock_probe, which waits out rings that

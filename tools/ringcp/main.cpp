@@ -39,6 +39,10 @@ void install_signal_handlers() {
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
   sigaction(SIGHUP, &action, nullptr);
+  // Past RLIMIT_FSIZE a write fails with EFBIG instead of killing the
+  // process: that file is reported and its temporary removed, the rest of
+  // the tree is copied and finished (cp is killed there, mid-tree).
+  signal(SIGXFSZ, SIG_IGN);
 }
 
 std::string human_bytes(double bytes) {

@@ -763,8 +763,9 @@ int64_t Engine::create_in_place_of(DirNode* parent, const std::string& target_na
     rc = sync_op(Request::renameat(parent->target_fd, temp.c_str(), parent->target_fd, target_name.c_str()));
   }
   // Also after a failed create: some filesystems leave the entry behind
-  // (fusefat's mknod makes a regular file, then fails with EIO).
-  if (rc < 0) sync_op(Request::unlinkat(parent->target_fd, temp.c_str(), 0));
+  // (FUSE drivers' mknod makes a regular file, then fails with EIO). Not
+  // after EEXIST: that name is someone else's.
+  if (rc < 0 && rc != -EEXIST) sync_op(Request::unlinkat(parent->target_fd, temp.c_str(), 0));
   return rc;
 }
 

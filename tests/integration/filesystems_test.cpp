@@ -1,14 +1,16 @@
 // ringcp on filesystems other than the ext4 the other tests run on: XFS,
-// btrfs and vfat images, made and loop-mounted by each test (loop_mount.hpp),
-// each used as the destination and as the source of a copy.
+// btrfs, vfat and exFAT images, made and loop-mounted by each test
+// (loop_mount.hpp), each used as the destination and as the source of a copy.
 //
 // - XFS and btrfs share extents: --reflink=always clones every file (FIEMAP
 //   marks the destination's extents shared), and so does auto, the default;
 //   across filesystems always fails per file and auto copies the bytes.
-// - vfat keeps no symlinks, hard links, special files, xattrs, owners or
-//   permission bits, and has no O_TMPFILE: `ringcp -a` names each entry it
-//   cannot represent (exit 2), copies everything else, and leaves no
-//   temporary; GNU cp on the same tree is the reference.
+// - vfat and exFAT keep no symlinks, hard links, special files, xattrs,
+//   owners or permission bits, and have no O_TMPFILE: `ringcp -a` names each
+//   entry it cannot represent (exit 2), copies everything else, and leaves
+//   no temporary; GNU cp on the same tree is the reference. Where the kernel
+//   has no vfat, exFAT (through exfat-fuse) runs these checks and vfat only
+//   serves as a source (see loop_mount.hpp for why).
 //
 // A test that cannot mount (not root, no loop device, no mkfs) skips with
 // the reason, and fails instead under RINGIO_REQUIRE_FILESYSTEMS=1 (CI).

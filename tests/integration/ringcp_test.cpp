@@ -408,7 +408,10 @@ TEST_P(RingcpStats, a_cached_large_file_skips_the_buffers) {
   ASSERT_EQ(result.exit_code, 0) << result.describe();
   stats = parse_stats(result);
   EXPECT_EQ(number(stats, "/in_kernel"), 1u) << stats.dump(2);
-  EXPECT_EQ(op_count(stats, "copy_file_range"), 3u) << stats.dump(2);
+  // Pieces of 8 MiB: 3 calls, one more for each short copy the kernel may
+  // return under memory pressure (seen with the filesystem tests running).
+  EXPECT_GE(op_count(stats, "copy_file_range"), 3u) << stats.dump(2);
+  EXPECT_LE(op_count(stats, "copy_file_range"), 6u) << stats.dump(2);
   EXPECT_EQ(data_writes(stats), 0u) << stats.dump(2);
   EXPECT_EQ(number(stats, "/bytes"), data.size()) << stats.dump(2);
   EXPECT_EQ(test::read_file(tmp_ / "in-kernel"), data);

@@ -9,6 +9,10 @@ packages=(
   libcli11-dev libfmt-dev nlohmann-json3-dev libxxhash-dev
   util-linux attr acl valgrind python3
   libseccomp-dev clang libclang-rt-dev
+  # Filesystem tests (tests/integration/filesystems_test.cpp): mkfs for the
+  # loop-mounted images, and FUSE drivers for FAT-family images on kernels
+  # built without vfat/exfat.
+  xfsprogs btrfs-progs dosfstools exfatprogs exfat-fuse fusefat
 )
 
 missing=()

@@ -62,6 +62,24 @@ uint16_t what_of(uint64_t user_data) { return static_cast<uint16_t>(user_data); 
 
 std::string errno_text(int code) { return std::strerror(code); }
 
+// A filesystem that keeps no owners or permission bits refuses to set them
+// on an entry we just created: vfat says EPERM, a FUSE filesystem without
+// the operation ENOSYS. That is the filesystem, not a failure of the entry.
+bool is_attribute_not_kept(int code) { return code == EPERM || code == ENOSYS || code == EOPNOTSUPP; }
+
+// The destination cannot make this hard link (vfat has none: EPERM; a
+// filesystem's link limit: EMLINK): the name gets its own copy instead.
+bool is_link_refused(int code) {
+  return code == EPERM || code == EMLINK || code == EOPNOTSUPP || code == ENOSYS || code == EXDEV;
+}
+
+// FICLONE errors that say these two filesystems cannot share extents (as
+// coreutils' is_CLONENOTSUP), not that this one file failed.
+bool is_clone_unsupported(int code) {
+  return code == EXDEV || code == EOPNOTSUPP || code == ENOTTY || code == EINVAL || code == ENOSYS ||
+         code == EBADF || code == EPERM || code == EACCES || code == ETXTBSY;
+}
+
 // A directory with a default ACL gives new files their permissions from the
 // ACL, not from the umask. Unknown counts as yes.
 bool has_default_acl(int dirfd) {
@@ -137,6 +155,7 @@ enum What : uint16_t {
 struct LinkGroup {
   int anchor_fd = -1;
   std::string target_relative;
+  std::string target_display;  // for messages
   bool complete = false;
   bool failed = false;
   std::vector<uint32_t> waiting;  // task slots to link once complete
@@ -155,6 +174,9 @@ struct FileTask {
   bool named_temp = false;      // target_fd is a named temporary (no O_TMPFILE)
   bool temp_linked = false;     // temp_name exists in the target directory
   std::string temp_name;
+  // A named temporary set aside while temp_name names a hard link waiting
+  // to be renamed over an existing file (link_existing_temp).
+  std::string set_aside_temp_name;
   char proc_path[40] = {};
   Step step = Step::opening;
   uint32_t ops_pending = 0;
@@ -281,6 +303,8 @@ class Engine {
   void stop_everything();
   bool issue_step(uint32_t slot);
   void fail(uint32_t slot, const std::string& what, const std::string& path, int code);
+  void copy_instead_of_link(uint32_t slot, const std::string& target, int code);
+  void modes_not_kept(const std::string& display, int code);
   void schedule_chunks(uint32_t slot);
   void on_chunk_completion(uint32_t chunk_index, uint16_t what, int64_t result);
   void schedule_unbuffered(uint32_t slot);
@@ -329,7 +353,8 @@ class Engine {
   uid_t euid_ = 0;
   gid_t egid_ = 0;
   bool tmpfile_unsupported_ = false;
-  bool reflink_disabled_ = false;
+  std::set<uint64_t> reflink_refused_devices_;  // sources whose files cannot be cloned to the target
+  bool modes_not_kept_said_ = false;
   bool stopping_ = false;
   uint64_t sync_sequence_ = 0;
   uint64_t sync_waiting_ = 0;
@@ -736,8 +761,11 @@ int64_t Engine::create_in_place_of(DirNode* parent, const std::string& target_na
   int64_t rc = sync_op(make(temp.c_str()));
   if (rc == 0) {
     rc = sync_op(Request::renameat(parent->target_fd, temp.c_str(), parent->target_fd, target_name.c_str()));
-    if (rc < 0) sync_op(Request::unlinkat(parent->target_fd, temp.c_str(), 0));
   }
+  // Also after a failed create: some filesystems leave the entry behind
+  // (FUSE drivers' mknod makes a regular file, then fails with EIO). Not
+  // after EEXIST: that name is someone else's.
+  if (rc < 0 && rc != -EEXIST) sync_op(Request::unlinkat(parent->target_fd, temp.c_str(), 0));
   return rc;
 }
 
@@ -749,12 +777,15 @@ void Engine::apply_path_metadata(DirNode* parent, const std::string& target_name
   if (options_.preserve.ownership) {
     const int64_t rc = sync_op(Request::fchownat(parent->target_fd, target_name.c_str(), st.stx_uid,
                                                  st.stx_gid, AT_SYMLINK_NOFOLLOW));
-    if (rc < 0 && rc != -EPERM) error("failed to preserve ownership for " + quote_name(display) + ": " + errno_text(int(-rc)));
+    if (rc < 0 && !is_attribute_not_kept(int(-rc)))
+      error("failed to preserve ownership for " + quote_name(display) + ": " + errno_text(int(-rc)));
   }
   if (!is_link) {
     // No fchmodat(AT_SYMLINK_NOFOLLOW) is needed: this is not a symlink.
-    if (fchmodat(parent->target_fd, target_name.c_str(), target_mode(st), 0) != 0)
-      error("failed to preserve permissions for " + quote_name(display) + ": " + errno_text(errno));
+    if (fchmodat(parent->target_fd, target_name.c_str(), target_mode(st), 0) != 0) {
+      if (is_attribute_not_kept(errno)) modes_not_kept(display, errno);  // we just made it
+      else error("failed to preserve permissions for " + quote_name(display) + ": " + errno_text(errno));
+    }
   }
   if (options_.preserve.timestamps) {
     const struct timespec times[2] = {{st.stx_atime.tv_sec, st.stx_atime.tv_nsec},
@@ -790,7 +821,8 @@ void Engine::finalize(DirNode* dir) {
     // the contents (a read-only directory last).
     if (options_.preserve.ownership) {
       const int64_t rc = sync_op(Request::fchownat(dir->target_fd, "", st.stx_uid, st.stx_gid, AT_EMPTY_PATH));
-      if (rc < 0 && rc != -EPERM) error("failed to preserve ownership for " + quote_name(display) + ": " + errno_text(int(-rc)));
+      if (rc < 0 && !is_attribute_not_kept(int(-rc)))
+      error("failed to preserve ownership for " + quote_name(display) + ": " + errno_text(int(-rc)));
     }
     if (options_.preserve.xattr) {
       // As for files: failing to read or set one attribute is not fatal (cp -a).
@@ -807,7 +839,11 @@ void Engine::finalize(DirNode* dir) {
     }
     if (dir->created || options_.preserve.mode) {
       const int64_t rc = sync_op(Request::fchmod(dir->target_fd, target_mode(st)));
-      if (rc < 0) error("failed to preserve permissions for " + quote_name(display) + ": " + errno_text(int(-rc)));
+      // EPERM is the filesystem's answer when the directory is ours or we
+      // are root (CAP_FOWNER); otherwise it may be someone else's directory.
+      if (rc < 0 && is_attribute_not_kept(int(-rc)) && (rc != -EPERM || dir->created || euid_ == 0))
+        modes_not_kept(display, int(-rc));
+      else if (rc < 0) error("failed to preserve permissions for " + quote_name(display) + ": " + errno_text(int(-rc)));
     }
     if (options_.preserve.timestamps) {
       const struct timespec times[2] = {{st.stx_atime.tv_sec, st.stx_atime.tv_nsec},
@@ -983,6 +1019,27 @@ void Engine::fail(uint32_t slot, const std::string& what, const std::string& pat
   }
 }
 
+// The destination refused the hard link: this name gets the data itself,
+// and the link that could not be kept is reported (exit 2).
+void Engine::copy_instead_of_link(uint32_t slot, const std::string& target, int code) {
+  FileTask& task = tasks_[slot];
+  error("cannot create hard link " + quote_name(target) + " to " + quote_name(task.link_group->target_display) +
+        ": " + errno_text(code) + " (copied as a separate file)");
+  task.link_group = nullptr;
+  plan_extents(task);
+  choose_data_path(task);
+  task.step = Step::reflink;
+  if (!issue_step(slot)) advance(slot);
+}
+
+void Engine::modes_not_kept(const std::string& display, int code) {
+  if (modes_not_kept_said_) return;  // once per run, not for every entry
+  modes_not_kept_said_ = true;
+  if (callbacks_.report_error)
+    callbacks_.report_error("warning: permissions not preserved: the destination keeps none (" + quote_name(display) +
+                            ": " + errno_text(code) + ")");
+}
+
 void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
   FileTask& task = tasks_[slot];
   assert(task.active);
@@ -1042,8 +1099,10 @@ void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
           report_.bytes_copied += task.source_stat.stx_size;
         } else if (options_.reflink == ReflinkMode::always) {
           fail(slot, "failed to clone", target, int(-result));
-        } else {
-          reflink_disabled_ = true;  // this filesystem pair cannot share extents
+        } else if (is_clone_unsupported(int(-result))) {
+          // Not tried again for files from this filesystem; another source
+          // (several operands) may still share extents with the target.
+          reflink_refused_devices_.insert(makedev(task.source_stat.stx_dev_major, task.source_stat.stx_dev_minor));
         }
         break;
       case Step::check_source:
@@ -1054,11 +1113,13 @@ void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
         }
         break;
       case Step::chown:
-        if (result < 0 && result != -EPERM)
+        if (result < 0 && !is_attribute_not_kept(int(-result)))
           fail(slot, "failed to preserve ownership for", target, int(-result));
         break;
       case Step::chmod:
-        if (result < 0) fail(slot, "failed to preserve permissions for", target, int(-result));
+        // The target is our new file: a refusal is the filesystem's.
+        if (result < 0 && is_attribute_not_kept(int(-result))) modes_not_kept(target, int(-result));
+        else if (result < 0) fail(slot, "failed to preserve permissions for", target, int(-result));
         break;
       case Step::list_xattrs:
         task.xattr_names_length = result > 0 ? size_t(result) : 0;
@@ -1100,10 +1161,22 @@ void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
           if (!issue_step(slot)) advance(slot);
           return;
         }
+        if (result < 0 && is_link_refused(int(-result))) {
+          copy_instead_of_link(slot, target, int(-result));
+          return;
+        }
         if (result < 0) fail(slot, "cannot create hard link", target, int(-result));
         else ++report_.hard_links_made;
         break;
       case Step::link_existing_temp:
+        if (result < 0 && is_link_refused(int(-result))) {
+          // Nothing was linked: the data goes to the named temporary, if
+          // there is one, or to the unnamed file, as for any new file.
+          task.temp_name = std::move(task.set_aside_temp_name);
+          task.set_aside_temp_name.clear();
+          copy_instead_of_link(slot, target, int(-result));
+          return;
+        }
         if (result < 0) fail(slot, "cannot create hard link", target, int(-result));
         else task.temp_linked = true;  // counted once renamed into place
         break;
@@ -1171,7 +1244,9 @@ void Engine::plan_extents(FileTask& task) {
       task.extents.emplace_back(uint64_t(data), std::min<uint64_t>(uint64_t(hole), size));
       offset = uint64_t(hole);
     }
-    task.needs_truncate = true;
+    // The size is set only when the file ends in a hole: the data written
+    // already makes it (and fusefat refuses any ftruncate that changes nothing).
+    task.needs_truncate = task.extents.empty() || task.extents.back().second < size;
   } else if (size > 0) {
     task.extents.emplace_back(0, size);
   }
@@ -1218,6 +1293,7 @@ void Engine::after_opening(uint32_t slot) {
       group.anchor_fd = dir->anchor_fd;
       group.target_relative = dir->target_relative.empty() ? task.target_name
                                                            : dir->target_relative + "/" + task.target_name;
+      group.target_display = target_path(dir, task.target_name);
       task.link_group = &group;
       task.link_owner = true;
     } else if (!group.failed) {
@@ -1282,7 +1358,10 @@ void Engine::choose_data_path(FileTask& task) {
   const uint64_t size = task.source_stat.stx_size;
   if (size < kLargeFileBytes || task.extents.size() != 1 || task.extents.front().first != 0) return;
   if (mostly_cached(task.source_fd, size)) {
-    if (!try_mapped_direct_write(task)) task.in_kernel = options_.copy_in_kernel;
+    // copy_file_range shares extents where it can (btrfs, NFS, ...): not
+    // with --reflink=never, which promises a copy of its own.
+    if (!try_mapped_direct_write(task))
+      task.in_kernel = options_.copy_in_kernel && options_.reflink != ReflinkMode::never;
     return;
   }
   try_direct_io(task);
@@ -1403,7 +1482,9 @@ bool Engine::issue_step(uint32_t slot) {
   const uint64_t size = task.source_stat.stx_size;
   switch (task.step) {
     case Step::reflink:
-      if (options_.reflink == ReflinkMode::never || reflink_disabled_ || size == 0) return false;
+      if (options_.reflink == ReflinkMode::never || size == 0 ||
+          reflink_refused_devices_.count(makedev(task.source_stat.stx_dev_major, task.source_stat.stx_dev_minor)))
+        return false;
       step_op(slot, Request::ficlone(task.target_fd, task.source_fd));
       return true;
     case Step::data:
@@ -1520,6 +1601,7 @@ bool Engine::issue_step(uint32_t slot) {
     }
     case Step::link_existing_temp: {
       LinkGroup& group = *task.link_group;
+      if (task.named_temp && task.temp_linked) task.set_aside_temp_name = task.temp_name;
       task.temp_name = random_temp_name();
       step_op(slot, Request::linkat(group.anchor_fd, group.target_relative.c_str(), dir->target_fd,
                                     task.temp_name.c_str(), 0));
@@ -1541,6 +1623,10 @@ bool Engine::issue_step(uint32_t slot) {
         // Never leave a temporary behind: remove it before closing.
         unlinkat(dir->target_fd, task.temp_name.c_str(), 0);
         task.temp_linked = false;
+      }
+      if (!task.set_aside_temp_name.empty() && dir->target_fd >= 0) {
+        unlinkat(dir->target_fd, task.set_aside_temp_name.c_str(), 0);
+        task.set_aside_temp_name.clear();
       }
       task.ops_pending = 0;
       if (task.source_fd >= 0) {

@@ -29,6 +29,9 @@ struct RunResult {
   std::string describe() const;
 };
 
+// The lines of a child's output, without their newlines.
+std::vector<std::string> lines_of(const std::string& text);
+
 // Runs argv (argv[0] looked up in PATH) to completion.
 RunResult run_process(const std::vector<std::string>& argv, const RunOptions& options = {});
 

@@ -30,6 +30,7 @@
 #include <sstream>
 #include <thread>
 
+#include "integration/loop_mount.hpp"
 #include "integration/process.hpp"
 #include "integration/tree_compare.hpp"
 #include "integration/tree_fixture.hpp"
@@ -47,14 +48,6 @@ using nlohmann::json;
 const std::string kRingcp = RINGCP_PATH;
 
 using ::ringio::test::uring_required;
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::stringstream stream(text);
-  std::string line;
-  while (std::getline(stream, line)) lines.push_back(line);
-  return lines;
-}
 
 bool has_line(const std::string& text, const std::string& line) {
   for (const std::string& candidate : lines_of(text)) {
@@ -99,17 +92,6 @@ std::string string_at(const json& document, const std::string& pointer) {
 
 uint64_t data_writes(const json& stats) {
   return number(stats, "/ops/fixed_writes") + number(stats, "/ops/plain_writes");
-}
-
-// Names anywhere below `root` that start with ".ringcp-" (our temporaries).
-std::vector<std::string> temporaries_in(const Scan& scan) {
-  std::vector<std::string> found;
-  for (const auto& [path, entry] : scan) {
-    const auto slash = path.rfind('/');
-    const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
-    if (name.rfind(".ringcp-", 0) == 0) found.push_back(printable(path));
-  }
-  return found;
 }
 
 // Regular files present in `copy` whose content differs from the same path
@@ -426,7 +408,10 @@ TEST_P(RingcpStats, a_cached_large_file_skips_the_buffers) {
   ASSERT_EQ(result.exit_code, 0) << result.describe();
   stats = parse_stats(result);
   EXPECT_EQ(number(stats, "/in_kernel"), 1u) << stats.dump(2);
-  EXPECT_EQ(op_count(stats, "copy_file_range"), 3u) << stats.dump(2);
+  // Pieces of 8 MiB: 3 calls, one more for each short copy the kernel may
+  // return under memory pressure (seen with the filesystem tests running).
+  EXPECT_GE(op_count(stats, "copy_file_range"), 3u) << stats.dump(2);
+  EXPECT_LE(op_count(stats, "copy_file_range"), 6u) << stats.dump(2);
   EXPECT_EQ(data_writes(stats), 0u) << stats.dump(2);
   EXPECT_EQ(number(stats, "/bytes"), data.size()) << stats.dump(2);
   EXPECT_EQ(test::read_file(tmp_ / "in-kernel"), data);
@@ -735,17 +720,6 @@ TEST_P(RingcpVerify, passes_on_a_good_copy) {
 
 // Unmounts (lazily if busy) when the test ends; the loop device of a
 // "mount -o loop" is released with it.
-class MountGuard {
- public:
-  explicit MountGuard(std::string path) : path_(std::move(path)) {}
-  ~MountGuard() {
-    if (umount2(path_.c_str(), 0) != 0) umount2(path_.c_str(), MNT_DETACH);
-  }
-
- private:
-  std::string path_;
-};
-
 constexpr off_t kCorruptedByte = 100;
 
 // Flips byte kCorruptedByte of the file open as `fd` on the loop device

@@ -411,6 +411,16 @@ std::vector<std::string> compare_trees(const std::string& expected, const std::s
   return compare_scans(scan_tree(expected, scan_options), scan_tree(actual, scan_options), options);
 }
 
+std::vector<std::string> temporaries_in(const Scan& scan) {
+  std::vector<std::string> found;
+  for (const auto& [path, entry] : scan) {
+    const auto slash = path.rfind('/');
+    const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+    if (name.rfind(".ringcp-", 0) == 0) found.push_back(printable(path));
+  }
+  return found;
+}
+
 std::string format_differences(const std::vector<std::string>& differences, size_t limit) {
   std::ostringstream out;
   out << differences.size() << " difference(s)";

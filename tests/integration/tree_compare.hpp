@@ -78,6 +78,10 @@ std::vector<std::string> compare_scans(const Scan& expected, const Scan& actual,
 std::vector<std::string> compare_trees(const std::string& expected, const std::string& actual,
                                        const CompareOptions& options = archive_compare_options());
 
+// Paths in `scan` whose last component starts with ".ringcp-" (ringcp's
+// temporaries), printable.
+std::vector<std::string> temporaries_in(const Scan& scan);
+
 // All differences as one string (for assertion messages), at most `limit` lines.
 std::string format_differences(const std::vector<std::string>& differences, size_t limit = 40);
 

@@ -74,6 +74,22 @@ bool has_default_acl(int dirfd) {
 // do, no fchmod is needed.
 constexpr mode_t kTempFileMode = 0666;
 
+// A directory stream on a fresh open file description of `name` in `dirfd`
+// (a dup would share the read position with every other reader), or
+// nullptr with errno set. fdopendir leaves the descriptor to the caller when
+// it fails: it is closed here then.
+DIR* open_directory_stream(int dirfd, const char* name) {
+  const int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return nullptr;
+  DIR* stream = fdopendir(fd);
+  if (stream == nullptr) {
+    const int code = errno;
+    close(fd);
+    errno = code;
+  }
+  return stream;
+}
+
 struct DirNode {
   DirNode* parent = nullptr;
   DIR* source_stream = nullptr;  // owns the source directory descriptor
@@ -591,10 +607,18 @@ void Engine::enter_directory(DirNode* parent, const std::string& name,
     error("cannot open directory " + quote_name(display) + ": " + errno_text(int(-source_fd)));
     return;
   }
+  DIR* source_stream = fdopendir(static_cast<int>(source_fd));
+  if (source_stream == nullptr) {
+    // ENOMEM, or a descriptor that is not a directory after all.
+    parent->had_error = true;
+    error("cannot read directory " + quote_name(display) + ": " + errno_text(errno));
+    sync_op(Request::close(static_cast<int>(source_fd)));
+    return;
+  }
   auto node = std::make_unique<DirNode>();
   node->parent = parent;
   node->source_fd = static_cast<int>(source_fd);
-  node->source_stream = fdopendir(node->source_fd);
+  node->source_stream = source_stream;
   node->source_display = display;
   node->target_display = target_display;
   node->target_relative = parent->is_root_parent ? target_name : parent->target_relative + "/" + target_name;
@@ -843,11 +867,12 @@ void Engine::finalize(DirNode* dir) {
 
 // A killed run can leave named temporaries; ours carry the marker xattr.
 void Engine::remove_stale_temporaries(DirNode* dir) {
-  // A fresh open file description: a dup would share (and move) the read
-  // position with every other reader of this directory.
-  const int fd = openat(dir->target_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  DIR* stream = fd >= 0 ? fdopendir(fd) : nullptr;
-  if (stream == nullptr) return;
+  DIR* stream = open_directory_stream(dir->target_fd, ".");
+  if (stream == nullptr) {
+    dir->had_error = true;
+    error("cannot read directory " + quote_name(dir->target_display) + ": " + errno_text(errno));
+    return;
+  }
   std::vector<std::string> stale;
   while (dirent* entry = readdir(stream)) {
     if (std::strncmp(entry->d_name, kTempPrefix, std::strlen(kTempPrefix)) != 0) continue;
@@ -872,12 +897,15 @@ uint64_t Engine::remove_tree(int dirfd, const std::string& name, const std::stri
     const int fd = openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd >= 0) {
       std::vector<std::string> children;
-      if (DIR* stream = fdopendir(openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC))) {
+      if (DIR* stream = open_directory_stream(fd, ".")) {
         while (dirent* entry = readdir(stream)) {
           if (std::strcmp(entry->d_name, ".") != 0 && std::strcmp(entry->d_name, "..") != 0)
             children.emplace_back(entry->d_name);
         }
         closedir(stream);
+      } else {
+        // Its unlinkat below fails (not empty) and says so too.
+        error("cannot read directory " + quote_name(display) + ": " + errno_text(errno));
       }
       for (const std::string& child : children) removed += remove_tree(fd, child, display + "/" + child);
       close(fd);
@@ -893,9 +921,11 @@ uint64_t Engine::remove_tree(int dirfd, const std::string& name, const std::stri
 }
 
 void Engine::delete_extraneous(DirNode* dir) {
-  const int fd = openat(dir->target_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  DIR* stream = fd >= 0 ? fdopendir(fd) : nullptr;
-  if (stream == nullptr) return;
+  DIR* stream = open_directory_stream(dir->target_fd, ".");
+  if (stream == nullptr) {
+    error("cannot read directory " + quote_name(dir->target_display) + ": " + errno_text(errno));
+    return;
+  }
   std::vector<std::string> extra;
   while (dirent* entry = readdir(stream)) {
     const std::string name = entry->d_name;

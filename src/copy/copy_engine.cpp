@@ -74,6 +74,28 @@ bool has_default_acl(int dirfd) {
 // do, no fchmod is needed.
 constexpr mode_t kTempFileMode = 0666;
 
+// ringcp's own attributes (the temporary marker, the directory's
+// replacement marker) are never copied: a copy of a file a killed run left
+// marked would carry the marker on.
+bool is_ringcp_attribute(const char* name) { return std::strncmp(name, "user.ringcp.", 12) == 0; }
+
+bool has_attribute(int fd, const char* name) { return fgetxattr(fd, name, nullptr, 0) >= 0; }
+
+bool set_marker(int fd, const char* name) { return fsetxattr(fd, name, "1", 1, 0) == 0; }
+
+// Removes attribute `name` from fd; 0 or an errno (none when it is absent).
+// Changing a user.* attribute needs write permission on the inode, which a
+// read-only copy (mode 0444) does not give its owner: the owner's write bit
+// is lent for the call.
+int remove_marker(int fd, const char* name) {
+  if (fremovexattr(fd, name) == 0 || errno == ENODATA) return 0;
+  struct stat st {};
+  if (errno != EACCES || fstat(fd, &st) != 0 || fchmod(fd, st.st_mode | S_IWUSR) != 0) return errno;
+  const int code = fremovexattr(fd, name) == 0 || errno == ENODATA ? 0 : errno;
+  fchmod(fd, st.st_mode & 07777);
+  return code;
+}
+
 // A directory stream on a fresh open file description of `name` in `dirfd`
 // (a dup would share the read position with every other reader), or
 // nullptr with errno set. fdopendir leaves the descriptor to the caller when
@@ -107,6 +129,8 @@ struct DirNode {
   bool walk_done = false;
   bool had_error = false;
   bool queued_for_finalize = false;
+  bool replacing_marked = false;  // kReplacingXattr set by this run, removed at finalize
+  bool replacing_mark_tried = false;
   uint32_t pending = 0;  // children not finished (files in flight, open subdirectories)
   uint64_t root_device = 0;
   std::unordered_set<std::string> seen;  // names copied, for --delete
@@ -170,6 +194,8 @@ struct FileTask {
   bool target_exists = false;
   bool named_temp = false;      // target_fd is a named temporary (no O_TMPFILE)
   bool temp_linked = false;     // temp_name exists in the target directory
+  bool marked = false;          // the target carries kTempMarkerXattr
+  bool published = false;       // the target is under its final name: only unmark is left
   std::string temp_name;
   char proc_path[40] = {};
   Step step = Step::opening;
@@ -267,6 +293,8 @@ class Engine {
   void finalize_directories();
   void finalize(DirNode* dir);
   void remove_stale_temporaries(DirNode* dir);
+  void copy_directory_attributes(DirNode* dir);
+  void note_replacement(DirNode* dir);
   void delete_extraneous(DirNode* dir);
   uint64_t remove_tree(int dirfd, const std::string& name, const std::string& display);
   bool excluded(const std::string& relative, bool is_dir) const;
@@ -485,6 +513,9 @@ void Engine::start_root(const CopyRoot& root) {
   // Messages name entries as the user did: "src/a/b".
   node->source_display = root.source.find('/') == std::string::npos ? "" : source_parent;
   node->target_display = root.destination.find('/') == std::string::npos ? "" : target_parent;
+  // Only after a killed replacement: this directory is not ours to scan.
+  if (!options_.dry_run && node->target_fd >= 0 && has_attribute(node->target_fd, kReplacingXattr))
+    remove_stale_temporaries(node.get());
   DirNode* raw = node.get();
   nodes_.push_back(std::move(node));
 
@@ -805,6 +836,8 @@ void Engine::finalize_directories() {
 }
 
 void Engine::finalize(DirNode* dir) {
+  // Every file of this directory is unmarked by now.
+  if (dir->replacing_marked) sync_op(Request::fremovexattr(dir->target_fd, kReplacingXattr));
   if (!dir->is_root_parent && dir->target_fd >= 0 && !options_.dry_run) {
     if (options_.delete_extraneous && dir->target_preexisted && !dir->had_error && !stopping_)
       delete_extraneous(dir);
@@ -816,19 +849,7 @@ void Engine::finalize(DirNode* dir) {
       const int64_t rc = sync_op(Request::fchownat(dir->target_fd, "", st.stx_uid, st.stx_gid, AT_EMPTY_PATH));
       if (rc < 0 && rc != -EPERM) error("failed to preserve ownership for " + quote_name(display) + ": " + errno_text(int(-rc)));
     }
-    if (options_.preserve.xattr) {
-      // As for files: failing to read or set one attribute is not fatal (cp -a).
-      dir_xattr_names_.resize(65536);
-      dir_xattr_value_.resize(65536);
-      const int64_t listed =
-          sync_op(Request::flistxattr(dir->source_fd, dir_xattr_names_.data(), dir_xattr_names_.size()));
-      for (int64_t i = 0; i < listed; i += int64_t(std::strlen(dir_xattr_names_.data() + i)) + 1) {
-        const char* key = dir_xattr_names_.data() + i;
-        const int64_t got =
-            sync_op(Request::fgetxattr(dir->source_fd, key, dir_xattr_value_.data(), dir_xattr_value_.size()));
-        if (got >= 0) sync_op(Request::fsetxattr(dir->target_fd, key, dir_xattr_value_.data(), uint64_t(got)));
-      }
-    }
+    if (options_.preserve.xattr) copy_directory_attributes(dir);
     if (dir->created || options_.preserve.mode) {
       const int64_t rc = sync_op(Request::fchmod(dir->target_fd, target_mode(st)));
       if (rc < 0) error("failed to preserve permissions for " + quote_name(display) + ": " + errno_text(int(-rc)));
@@ -865,8 +886,39 @@ void Engine::finalize(DirNode* dir) {
   if (parent != nullptr) child_finished(parent);
 }
 
+// As for files: an attribute that cannot be read or set is reported, and
+// the rest is copied.
+void Engine::copy_directory_attributes(DirNode* dir) {
+  dir_xattr_names_.resize(65536);
+  dir_xattr_value_.resize(65536);
+  const int64_t listed =
+      sync_op(Request::flistxattr(dir->source_fd, dir_xattr_names_.data(), dir_xattr_names_.size()));
+  if (listed < 0 && listed != -EOPNOTSUPP)
+    error("cannot list extended attributes of " + quote_name(dir->source_display) + ": " + errno_text(int(-listed)));
+  for (int64_t i = 0; i < listed; i += int64_t(std::strlen(dir_xattr_names_.data() + i)) + 1) {
+    const char* key = dir_xattr_names_.data() + i;
+    if (is_ringcp_attribute(key)) continue;
+    const int64_t got =
+        sync_op(Request::fgetxattr(dir->source_fd, key, dir_xattr_value_.data(), dir_xattr_value_.size()));
+    if (got < 0) {
+      if (got != -ENODATA)
+        error("cannot read extended attribute " + quote_name(key) + " of " + quote_name(dir->source_display) + ": " +
+              errno_text(int(-got)));
+      continue;
+    }
+    const int64_t set = sync_op(Request::fsetxattr(dir->target_fd, key, dir_xattr_value_.data(), uint64_t(got)));
+    if (set < 0)
+      error("failed to preserve extended attribute " + quote_name(key) + " for " + quote_name(dir->target_display) +
+            ": " + errno_text(int(-set)));
+  }
+}
+
 // A killed run can leave named temporaries; ours carry the marker xattr.
+// It can also be killed between renaming a marked file over its final name
+// and removing the marker: the directory then carries kReplacingXattr, and
+// every marker under a final name in it is removed too.
 void Engine::remove_stale_temporaries(DirNode* dir) {
+  const bool replacing = has_attribute(dir->target_fd, kReplacingXattr);
   DIR* stream = open_directory_stream(dir->target_fd, ".");
   if (stream == nullptr) {
     dir->had_error = true;
@@ -875,18 +927,36 @@ void Engine::remove_stale_temporaries(DirNode* dir) {
   }
   std::vector<std::string> stale;
   while (dirent* entry = readdir(stream)) {
-    if (std::strncmp(entry->d_name, kTempPrefix, std::strlen(kTempPrefix)) != 0) continue;
+    const bool temporary = std::strncmp(entry->d_name, kTempPrefix, std::strlen(kTempPrefix)) == 0;
+    if (!temporary && (!replacing || (entry->d_type != DT_REG && entry->d_type != DT_UNKNOWN))) continue;
     const int file = openat(dir->target_fd, entry->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (file < 0) continue;
-    char value[8];
-    if (fgetxattr(file, kTempMarkerXattr, value, sizeof value) >= 0) stale.emplace_back(entry->d_name);
+    if (has_attribute(file, kTempMarkerXattr)) {
+      if (temporary) {
+        stale.emplace_back(entry->d_name);
+      } else if (const int code = remove_marker(file, kTempMarkerXattr); code != 0) {
+        error("cannot remove the temporary marker from " + quote_name(target_path(dir, entry->d_name)) + ": " +
+              errno_text(code));
+      } else {
+        verbose("removed a stale temporary marker from " + quote_name(target_path(dir, entry->d_name)));
+      }
+    }
     close(file);
   }
   closedir(stream);
+  if (replacing) fremovexattr(dir->target_fd, kReplacingXattr);
   for (const std::string& name : stale) {
     if (sync_op(Request::unlinkat(dir->target_fd, name.c_str(), 0)) == 0)
       verbose("removed stale temporary " + quote_name(target_path(dir, name)));
   }
+}
+
+// Before a marked file can reach a final name, its directory says so (see
+// remove_stale_temporaries). Without user xattrs here nothing is marked.
+void Engine::note_replacement(DirNode* dir) {
+  if (dir->replacing_mark_tried) return;
+  dir->replacing_mark_tried = true;
+  dir->replacing_marked = set_marker(dir->target_fd, kReplacingXattr);
 }
 
 uint64_t Engine::remove_tree(int dirfd, const std::string& name, const std::string& display) {
@@ -1028,6 +1098,10 @@ void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
     case kOpenTarget:
       if (result >= 0) {
         task.target_fd = static_cast<int>(result);
+        // A named temporary is ours only when marked; one that cannot be
+        // marked (no user xattrs here) is still removed on every failure
+        // path, only a SIGKILL before its rename leaves it behind.
+        if (task.named_temp) task.marked = set_marker(task.target_fd, kTempMarkerXattr);
       } else if (!task.named_temp && (result == -EOPNOTSUPP || result == -EISDIR || result == -EINVAL)) {
         // This filesystem has no O_TMPFILE: a marked temporary name instead.
         tmpfile_unsupported_ = true;
@@ -1091,6 +1165,10 @@ void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
         if (result < 0) fail(slot, "failed to preserve permissions for", target, int(-result));
         break;
       case Step::list_xattrs:
+        // EOPNOTSUPP: the source's filesystem has no attributes to copy.
+        if (result < 0 && result != -EOPNOTSUPP)
+          error("cannot list extended attributes of " + quote_name(source_path(dir, task.name)) + ": " +
+                errno_text(int(-result)));
         task.xattr_names_length = result > 0 ? size_t(result) : 0;
         task.xattr_cursor = 0;
         break;
@@ -1110,6 +1188,7 @@ void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
           return;
         }
         if (result < 0) fail(slot, "cannot create regular file", target, int(-result));
+        else task.published = true;
         break;
       case Step::publish_temp_name:
         if (result < 0) fail(slot, "cannot create regular file", target, int(-result));
@@ -1121,8 +1200,16 @@ void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
                target, result == -EISDIR ? 0 : int(-result));
         } else {
           task.temp_linked = false;
+          task.published = true;
           if (task.link_group != nullptr && !task.link_owner) ++report_.hard_links_made;
         }
+        break;
+      case Step::unmark:
+        if (int code = result < 0 ? int(-result) : 0; code != 0 && code != ENODATA) {
+          if (code == EACCES) code = remove_marker(task.target_fd, kTempMarkerXattr);
+          if (code != 0) fail(slot, "cannot remove the temporary marker from", target, code);
+        }
+        task.marked = false;
         break;
       case Step::link_existing:
         if (result == -EEXIST) {
@@ -1145,16 +1232,25 @@ void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
   }
   if (what == kGetXattr || what == kSetXattr) {
     task.ops_pending = 0;
+    const char* key = task.xattr_names.data() + task.xattr_cursor;
     if (what == kGetXattr && result >= 0) {
-      const char* key = task.xattr_names.data() + task.xattr_cursor;
       Request set = Request::fsetxattr(task.target_fd, key, task.xattr_value.data(), uint64_t(result));
       set.user_data = make_user_data(Tag::file, slot, kSetXattr);
       task.ops_pending = 1;
       submit(set);
       return;
     }
-    // Next name; failures to read or set one attribute are not fatal (as cp -a).
-    task.xattr_cursor += std::strlen(task.xattr_names.data() + task.xattr_cursor) + 1;
+    // An attribute that cannot be read or set is reported (exit 2), and the
+    // file is still published: its data and other metadata are right.
+    // ENODATA: the attribute was removed since it was listed.
+    if (what == kSetXattr && result < 0) {
+      error("failed to preserve extended attribute " + quote_name(key) + " for " +
+            quote_name(target_path(dir, task.target_name)) + ": " + errno_text(int(-result)));
+    } else if (result < 0 && result != -ENODATA) {
+      error("cannot read extended attribute " + quote_name(key) + " of " + quote_name(source_path(dir, task.name)) +
+            ": " + errno_text(int(-result)));
+    }
+    task.xattr_cursor += std::strlen(key) + 1;
     advance(slot);
     return;
   }
@@ -1261,6 +1357,9 @@ void Engine::after_opening(uint32_t slot) {
       return;
     }
   }
+  // A file that replaces another gets a temporary name before its rename:
+  // marked now, while its mode still lets its owner change attributes.
+  if (task.target_exists && !task.marked) task.marked = set_marker(task.target_fd, kTempMarkerXattr);
   plan_extents(task);
   choose_data_path(task);
   task.step = Step::reflink;
@@ -1397,7 +1496,9 @@ void Engine::begin_closing(uint32_t slot) {
 void Engine::advance(uint32_t slot) {
   FileTask& task = tasks_[slot];
   for (;;) {
-    if ((task.error != 0 || task.cancelled) && task.step < Step::closing) {
+    // Once published, the file is unmarked even when the copy is stopped:
+    // no final name may keep the temporary marker.
+    if ((task.error != 0 || task.cancelled) && task.step < Step::closing && !task.published) {
       if (task.chunks_in_flight != 0) return;  // wait for the data in flight
       task.step = Step::closing;
     } else if (task.step == Step::data) {
@@ -1405,6 +1506,9 @@ void Engine::advance(uint32_t slot) {
       if (task.chunks_in_flight != 0 || task.parked) return;
       task.step = next_step(task);
     } else if (task.step == Step::copy_xattr) {
+      while (task.xattr_cursor < task.xattr_names_length &&
+             is_ringcp_attribute(task.xattr_names.data() + task.xattr_cursor))
+        task.xattr_cursor += std::strlen(task.xattr_names.data() + task.xattr_cursor) + 1;
       if (task.xattr_cursor < task.xattr_names_length) {
         const char* key = task.xattr_names.data() + task.xattr_cursor;
         task.xattr_value.resize(65536);
@@ -1496,6 +1600,7 @@ bool Engine::issue_step(uint32_t slot) {
         task.step = Step::rename_into_place;
         return issue_step(slot);
       }
+      if (task.marked) note_replacement(dir);
       if (use_empty_path_link_) {
         step_op(slot, Request::linkat(task.target_fd, "", dir->target_fd, task.target_name.c_str(), AT_EMPTY_PATH));
       } else {
@@ -1511,8 +1616,9 @@ bool Engine::issue_step(uint32_t slot) {
         return issue_step(slot);
       }
       task.temp_name = random_temp_name();
-      // Marked before it gets a name, so a later run knows it is ours.
-      fsetxattr(task.target_fd, kTempMarkerXattr, "1", 1, 0);
+      // Marked before it gets a name, so a later run knows it is ours (the
+      // target appeared after this file was opened, or marking failed).
+      if (!task.marked) task.marked = set_marker(task.target_fd, kTempMarkerXattr);
       if (use_empty_path_link_) {
         step_op(slot, Request::linkat(task.target_fd, "", dir->target_fd, task.temp_name.c_str(), AT_EMPTY_PATH));
       } else {
@@ -1523,13 +1629,13 @@ bool Engine::issue_step(uint32_t slot) {
       return true;
     case Step::rename_into_place:
       if (task.named_temp && !task.temp_linked) return false;
-      if (task.named_temp) fsetxattr(task.target_fd, kTempMarkerXattr, "1", 1, 0);
+      if (task.marked) note_replacement(dir);
       step_op(slot, Request::renameat(dir->target_fd, task.temp_name.c_str(), dir->target_fd,
                                       task.target_name.c_str()));
       return true;
     case Step::unmark:
       if (task.error != 0) return false;
-      if (!task.temp_name.empty()) step_op(slot, Request::fremovexattr(task.target_fd, kTempMarkerXattr));
+      if (task.marked) step_op(slot, Request::fremovexattr(task.target_fd, kTempMarkerXattr));
       if (task.link_owner && task.link_group != nullptr) {
         task.link_group->complete = true;
         for (uint32_t waiter : task.link_group->waiting) {
@@ -1541,7 +1647,7 @@ bool Engine::issue_step(uint32_t slot) {
       ++report_.files_copied;
       if (task.mapping != nullptr) ++report_.files_from_mapping;
       else if (task.in_kernel) ++report_.files_in_kernel;
-      return !task.temp_name.empty();
+      return task.marked;
     case Step::link_existing: {
       LinkGroup& group = *task.link_group;
       step_op(slot, Request::linkat(group.anchor_fd, group.target_relative.c_str(), dir->target_fd,

@@ -13,9 +13,11 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -74,6 +76,29 @@ bool has_default_acl(int dirfd) {
 // do, no fchmod is needed.
 constexpr mode_t kTempFileMode = 0666;
 
+// Pseudo filesystems make a file's content when it is read: the size they
+// report (0, or a page) says nothing about it. Their files are read until
+// end of file, as cp reads every file.
+bool holds_files_of_unknown_size(int dirfd) {
+  struct statfs fs {};
+  if (fstatfs(dirfd, &fs) != 0) return false;
+  switch (static_cast<uint64_t>(fs.f_type)) {
+    case PROC_SUPER_MAGIC:
+    case SYSFS_MAGIC:
+    case DEBUGFS_MAGIC:
+    case TRACEFS_MAGIC:
+    case SECURITYFS_MAGIC:
+    case CGROUP_SUPER_MAGIC:
+    case CGROUP2_SUPER_MAGIC:
+    case EFIVARFS_MAGIC:
+    case PSTOREFS_MAGIC:
+    case BPF_FS_MAGIC:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // ringcp's own attributes (the temporary marker, the directory's
 // replacement marker) are never copied: a copy of a file a killed run left
 // marked would carry the marker on.
@@ -131,6 +156,7 @@ struct DirNode {
   bool queued_for_finalize = false;
   bool replacing_marked = false;  // kReplacingXattr set by this run, removed at finalize
   bool replacing_mark_tried = false;
+  bool source_sizes_unknown = false;  // a pseudo filesystem (holds_files_of_unknown_size)
   uint32_t pending = 0;  // children not finished (files in flight, open subdirectories)
   uint64_t root_device = 0;
   std::unordered_set<std::string> seen;  // names copied, for --delete
@@ -217,6 +243,10 @@ struct FileTask {
   uint64_t direct_write_end = 0;   // end of the O_DIRECT part; the rest is written buffered
   bool unbuffered() const { return in_kernel || mapping != nullptr; }
   bool parked = false;
+  // The size is not known before reading (a pseudo file, or size 0): one
+  // buffer at a time is read and written until a read returns 0.
+  bool size_unknown = false;
+  bool end_of_file = false;
   // xattrs
   std::vector<char> xattr_names;   // kept at its full size: no zero-fill per file
   size_t xattr_names_length = 0;   // bytes of names flistxattr returned
@@ -328,6 +358,7 @@ class Engine {
   void schedule_chunks(uint32_t slot);
   void on_chunk_completion(uint32_t chunk_index, uint16_t what, int64_t result);
   void schedule_unbuffered(uint32_t slot);
+  void schedule_read_to_end(uint32_t slot);
   void on_unbuffered_completion(uint32_t slot, int64_t result);
   bool try_mapped_direct_write(FileTask& task);
   void stop_mapped_direct_write(FileTask& task);
@@ -497,6 +528,7 @@ void Engine::start_root(const CopyRoot& root) {
     return;
   }
   node->source_fd = static_cast<int>(source_fd);
+  node->source_sizes_unknown = holds_files_of_unknown_size(node->source_fd);
   int64_t target_fd = -1;
   if (!options_.dry_run || access(target_parent.c_str(), F_OK) == 0) {
     target_fd = sync_op(Request::openat(AT_FDCWD, target_parent.c_str(),
@@ -650,6 +682,7 @@ void Engine::enter_directory(DirNode* parent, const std::string& name,
   node->parent = parent;
   node->source_fd = static_cast<int>(source_fd);
   node->source_stream = source_stream;
+  node->source_sizes_unknown = holds_files_of_unknown_size(node->source_fd);
   node->source_display = display;
   node->target_display = target_display;
   node->target_relative = parent->is_root_parent ? target_name : parent->target_relative + "/" + target_name;
@@ -1285,6 +1318,11 @@ bool Engine::should_skip(const FileTask& task) const {
 void Engine::plan_extents(FileTask& task) {
   const uint64_t size = task.source_stat.stx_size;
   task.extents.clear();
+  if (task.size_unknown) {
+    task.extent_index = 0;
+    task.next_offset = 0;
+    return;
+  }
   const bool maybe_sparse = uint64_t{task.source_stat.stx_blocks} * 512 < size;
   if (options_.sparse != SparseMode::never && maybe_sparse && size > 0) {
     // Holes found with SEEK_DATA/SEEK_HOLE are kept as holes.
@@ -1360,6 +1398,11 @@ void Engine::after_opening(uint32_t slot) {
   // A file that replaces another gets a temporary name before its rename:
   // marked now, while its mode still lets its owner change attributes.
   if (task.target_exists && !task.marked) task.marked = set_marker(task.target_fd, kTempMarkerXattr);
+  // A size of 0, or a page without a block behind it, may be a file made
+  // on read; reading an empty file to its end costs one read.
+  const struct statx& st = task.source_stat;
+  task.size_unknown = dir->source_sizes_unknown || st.stx_size == 0 ||
+                      (st.stx_blocks == 0 && st.stx_size == kPageSizeBytes);
   plan_extents(task);
   choose_data_path(task);
   task.step = Step::reflink;
@@ -1409,7 +1452,7 @@ bool set_direct_io(int fd, bool on) {
 // docs/BENCHMARKS.md. Any other large file is read with O_DIRECT where allowed.
 void Engine::choose_data_path(FileTask& task) {
   const uint64_t size = task.source_stat.stx_size;
-  if (size < kLargeFileBytes || task.extents.size() != 1 || task.extents.front().first != 0) return;
+  if (task.size_unknown || size < kLargeFileBytes || task.extents.size() != 1 || task.extents.front().first != 0) return;
   if (mostly_cached(task.source_fd, size)) {
     if (!try_mapped_direct_write(task)) task.in_kernel = options_.copy_in_kernel;
     return;
@@ -1537,7 +1580,7 @@ bool Engine::issue_step(uint32_t slot) {
   const uint64_t size = task.source_stat.stx_size;
   switch (task.step) {
     case Step::reflink:
-      if (options_.reflink == ReflinkMode::never || reflink_disabled_ || size == 0) return false;
+      if (options_.reflink == ReflinkMode::never || reflink_disabled_ || size == 0 || task.size_unknown) return false;
       step_op(slot, Request::ficlone(task.target_fd, task.source_fd));
       return true;
     case Step::data:
@@ -1547,6 +1590,8 @@ bool Engine::issue_step(uint32_t slot) {
       // Files of more than one buffer are re-checked: a change while they
       // were copied is reported, never copied silently wrong. Smaller files
       // are checked by their single read (it asks for more than the size).
+      // A file of unknown size is copied as read, to its end.
+      if (task.size_unknown) return false;
       if (!task.unbuffered() && size < pool_.buffer_size() && task.extents.size() <= 1) return false;
       task.target_stat = task.source_stat;
       step_op(slot, Request::statx(task.source_fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &task.source_stat));
@@ -1712,6 +1757,10 @@ void Engine::schedule_chunks(uint32_t slot) {
     return;
   }
   task.parked = false;
+  if (task.size_unknown) {
+    schedule_read_to_end(slot);
+    return;
+  }
   while (task.error == 0 && !task.cancelled && task.extent_index < task.extents.size()) {
     const auto [extent_start, extent_end] = task.extents[task.extent_index];
     if (task.next_offset < extent_start) task.next_offset = extent_start;
@@ -1770,6 +1819,18 @@ void Engine::on_chunk_completion(uint32_t index, uint16_t what, int64_t result) 
     release_chunk(index);
     advance(slot);
     return;
+  } else if (what == kChunkRead && task.size_unknown) {
+    if (result == 0) {
+      task.end_of_file = true;
+      release_chunk(index);
+      advance(slot);
+      return;
+    }
+    // Whatever one read gives is written; the next read starts after it.
+    chunk.length = static_cast<uint32_t>(result);
+    chunk.writing = true;
+    chunk.done = 0;
+    task.next_offset += uint64_t(result);
   } else if (what == kChunkRead) {
     if (result == 0 && chunk.done < chunk.length) {
       fail(slot, "source file shrank while it was copied:", source_path(dir, task.name), 0);
@@ -1814,6 +1875,36 @@ void Engine::on_chunk_completion(uint32_t index, uint16_t what, int64_t result) 
                           chunk.slot.fixed_index());
   request.user_data = make_user_data(Tag::chunk, index, chunk.writing ? kChunkWrite : kChunkRead);
   submit(request);
+}
+
+// A file of unknown size: one buffer at a time, read at the next offset and
+// written as far as the read went, until a read returns 0.
+void Engine::schedule_read_to_end(uint32_t slot) {
+  FileTask& task = tasks_[slot];
+  if (task.chunks_in_flight != 0 || task.end_of_file || task.error != 0 || task.cancelled) return;
+  BufferSlot buffer = pool_.checkout();
+  if (!buffer) {
+    task.parked = true;
+    parked_.push_back(slot);
+    return;
+  }
+  assert(!free_chunks_.empty() && "one chunk per buffer the pool can hold");
+  const uint32_t index = free_chunks_.back();
+  free_chunks_.pop_back();
+  Chunk& chunk = chunks_[index];
+  chunk.active = true;
+  chunk.task = slot;
+  chunk.offset = task.next_offset;
+  chunk.length = 0;  // known once read
+  chunk.requested = buffer.size();
+  chunk.done = 0;
+  chunk.writing = false;
+  chunk.slot = std::move(buffer);
+  ++task.chunks_in_flight;
+  Request read = Request::read(task.source_fd, chunk.slot.data(), chunk.requested, chunk.offset,
+                               chunk.slot.fixed_index());
+  read.user_data = make_user_data(Tag::chunk, index, kChunkRead);
+  submit(read);
 }
 
 // Pieces that skip the buffer pool, one at a time per file: a write from the

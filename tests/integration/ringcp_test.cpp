@@ -1012,6 +1012,35 @@ TEST_P(RingcpInterrupt, sigint_leaves_only_complete_files_and_a_rerun_finishes) 
   EXPECT_TRUE(differences.empty()) << "after the rerun: " << format_differences(differences);
 }
 
+// ------------------------------------------- files of unknown size --
+
+// Pseudo files report a size of 0 (procfs) or a page without blocks
+// (sysfs) and make their content on read: copied to their end, as cat and
+// GNU cp read them, never an empty copy or a "shrank" error.
+TEST_P(RingcpTree, files_of_unknown_size_are_read_to_their_end) {
+  const std::vector<std::string> stable = {"/proc/version", "/sys/devices/system/cpu/online",
+                                           "/sys/kernel/mm/transparent_hugepage/enabled"};
+  int compared = 0;
+  for (const std::string& source : stable) {
+    if (access(source.c_str(), R_OK) != 0) continue;
+    const std::string copy = tmp_ / ("copy" + std::to_string(compared));
+    const std::string by_cp = tmp_ / ("cp" + std::to_string(compared));
+    ++compared;
+    const RunResult result = ringcp({source, copy});
+    EXPECT_EQ(result.exit_code, 0) << source << ": " << result.describe();
+    const std::string content = read_text(source);
+    ASSERT_FALSE(content.empty()) << source;
+    EXPECT_EQ(read_text(copy), content) << source;
+    ASSERT_EQ(run_process({"cp", source, by_cp}).exit_code, 0) << source;
+    EXPECT_EQ(read_text(copy), read_text(by_cp)) << source << ": ringcp and GNU cp differ";
+  }
+  EXPECT_GE(compared, 2);
+  // Content that changes between reads: only that something is copied.
+  const RunResult result = ringcp({"/proc/self/status", tmp_ / "status"});
+  EXPECT_EQ(result.exit_code, 0) << result.describe();
+  EXPECT_NE(read_text(tmp_ / "status").find("Name:"), std::string::npos);
+}
+
 // --------------------------------------------- temporary markers --
 
 bool has_xattr(const std::string& path, const char* name) {

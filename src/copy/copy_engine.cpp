@@ -1988,7 +1988,7 @@ void Engine::retry_parked() {
   // A parked task is retried only when a buffer is free: checkout() is called
   // once per piece of work that can go, never in a spin.
   for (size_t n = parked_.size(); n > 0 && !parked_.empty(); --n) {
-    if (free_chunks_.empty() || pool_.in_use() >= pool_.buffer_count() || pool_.resize_pending()) break;
+    if (free_chunks_.empty() || !pool_.can_checkout() || pool_.resize_pending()) break;
     const uint32_t slot = parked_.front();
     parked_.pop_front();
     FileTask& task = tasks_[slot];

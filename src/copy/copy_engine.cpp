@@ -52,6 +52,10 @@ constexpr uint64_t kLargeFileBytes = 4 << 20;
 // One unbuffered request moves at most this much: copy_file_range runs on
 // the submitting thread, so a piece bounds how long other files wait for it.
 constexpr uint64_t kUnbufferedPieceBytes = 8 << 20;
+// A request refused with EAGAIN goes again after a pause that doubles with
+// each refusal in a row, between these bounds.
+constexpr std::chrono::microseconds kRetryPauseMin{50};
+constexpr std::chrono::microseconds kRetryPauseMax{4000};
 
 // user_data layout: [tag:8][slot:40][what:16].
 enum class Tag : uint8_t { file = 1, chunk = 2, sync = 3 };
@@ -241,6 +245,7 @@ struct FileTask {
   uint64_t mapping_length = 0;
   uint64_t mapping_released = 0;  // pages below this offset are unmapped again
   uint64_t direct_write_end = 0;   // end of the O_DIRECT part; the rest is written buffered
+  uint32_t refusals = 0;           // EAGAIN completions of unbuffered pieces in a row
   bool unbuffered() const { return in_kernel || mapping != nullptr; }
   bool parked = false;
   // The size is not known before reading (a pseudo file, or size 0): one
@@ -267,6 +272,7 @@ struct Chunk {
   uint32_t requested = 0;  // bytes asked of the read (more than length at the file's end)
   uint32_t done = 0;       // bytes read, then bytes written
   bool writing = false;
+  uint32_t refusals = 0;  // EAGAIN completions in a row
 };
 
 class Engine {
@@ -359,6 +365,10 @@ class Engine {
   void on_chunk_completion(uint32_t chunk_index, uint16_t what, int64_t result);
   void schedule_unbuffered(uint32_t slot);
   void schedule_read_to_end(uint32_t slot);
+  Request unbuffered_piece(uint32_t slot);
+  void resubmit_later(const Request& request, uint32_t refusals_in_a_row);
+  void submit_due_requests();
+  void sleep_until_a_request_is_due();
   void on_unbuffered_completion(uint32_t slot, int64_t result);
   bool try_mapped_direct_write(FileTask& task);
   void stop_mapped_direct_write(FileTask& task);
@@ -389,6 +399,11 @@ class Engine {
   std::vector<uint32_t> free_chunks_;
   std::deque<uint32_t> parked_;  // tasks waiting for a buffer or a chunk
   std::deque<Request> overflow_;  // requests the backend had no room for
+  struct DeferredRequest {
+    Clock::time_point due;
+    Request request;
+  };
+  std::vector<DeferredRequest> deferred_;  // refused with EAGAIN, submitted again when due
   uint32_t active_tasks_ = 0;
 
   std::vector<std::unique_ptr<DirNode>> nodes_;  // every live directory node
@@ -417,6 +432,39 @@ class Engine {
 
 void Engine::submit(Request request) {
   if (!overflow_.empty() || !backend_.prepare(request)) overflow_.push_back(request);
+}
+
+// -EAGAIN: the kernel (or the device's queue) has no room now. The same
+// request goes again after a pause; other work goes on meanwhile, and with
+// nothing else in flight the engine sleeps until it is due. Nothing spins.
+void Engine::resubmit_later(const Request& request, uint32_t refusals_in_a_row) {
+  const uint32_t doublings = std::min<uint32_t>(refusals_in_a_row - 1, 16);
+  const auto pause = std::min<std::chrono::microseconds>(kRetryPauseMin * (int64_t{1} << doublings), kRetryPauseMax);
+  deferred_.push_back(DeferredRequest{Clock::now() + pause, request});
+}
+
+void Engine::submit_due_requests() {
+  if (deferred_.empty()) return;
+  const auto now = Clock::now();
+  for (size_t i = 0; i < deferred_.size();) {
+    if (deferred_[i].due > now) {
+      ++i;
+      continue;
+    }
+    submit(deferred_[i].request);
+    deferred_[i] = deferred_.back();
+    deferred_.pop_back();
+  }
+}
+
+void Engine::sleep_until_a_request_is_due() {
+  auto due = deferred_.front().due;
+  for (const DeferredRequest& deferred : deferred_) due = std::min(due, deferred.due);
+  const auto pause = due - Clock::now();
+  if (pause <= Clock::duration::zero()) return;
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(pause).count();
+  const struct timespec length = {time_t(ns / 1000000000), long(ns % 1000000000)};
+  nanosleep(&length, nullptr);
 }
 
 void Engine::flush_overflow() {
@@ -1790,6 +1838,7 @@ void Engine::schedule_chunks(uint32_t slot) {
     chunk.requested = last && task.extents.size() == 1 ? buffer.size() : chunk.length;
     chunk.done = 0;
     chunk.writing = false;
+    chunk.refusals = 0;
     chunk.slot = std::move(buffer);
     task.next_offset += chunk.length;
     ++task.chunks_in_flight;
@@ -1806,9 +1855,10 @@ void Engine::on_chunk_completion(uint32_t index, uint16_t what, int64_t result) 
   const uint32_t slot = chunk.task;
   FileTask& task = tasks_[slot];
   DirNode* dir = task.dir;
-  if (result == -EINTR) result = -EAGAIN;
-  if (result == -EAGAIN) {
-    // Resubmit the same piece.
+  if (result == -EINTR) {
+    // Interrupted before it moved anything: the same piece again at once.
+  } else if (result == -EAGAIN) {
+    ++chunk.refusals;  // the same piece again, after a pause
   } else if (result == -EINVAL && task.direct && what == kChunkRead) {
     // The filesystem refused this O_DIRECT read after all (e.g. a short read
     // left an unaligned remainder): go on buffered.
@@ -1874,6 +1924,11 @@ void Engine::on_chunk_completion(uint32_t index, uint16_t what, int64_t result) 
                           std::max(chunk.requested, chunk.length) - chunk.done, chunk.offset + chunk.done,
                           chunk.slot.fixed_index());
   request.user_data = make_user_data(Tag::chunk, index, chunk.writing ? kChunkWrite : kChunkRead);
+  if (result == -EAGAIN) {
+    resubmit_later(request, chunk.refusals);
+    return;
+  }
+  chunk.refusals = 0;
   submit(request);
 }
 
@@ -1899,6 +1954,7 @@ void Engine::schedule_read_to_end(uint32_t slot) {
   chunk.requested = buffer.size();
   chunk.done = 0;
   chunk.writing = false;
+  chunk.refusals = 0;
   chunk.slot = std::move(buffer);
   ++task.chunks_in_flight;
   Request read = Request::read(task.source_fd, chunk.slot.data(), chunk.requested, chunk.offset,
@@ -1915,6 +1971,14 @@ void Engine::schedule_unbuffered(uint32_t slot) {
   if (task.chunks_in_flight != 0 || task.error != 0 || task.cancelled) return;
   const uint64_t end = task.extents.empty() ? 0 : task.extents.front().second;
   if (task.next_offset >= end) return;
+  ++task.chunks_in_flight;
+  submit(unbuffered_piece(slot));
+}
+
+// The piece at the task's next offset.
+Request Engine::unbuffered_piece(uint32_t slot) {
+  FileTask& task = tasks_[slot];
+  const uint64_t end = task.extents.front().second;
   uint64_t length = std::min(kUnbufferedPieceBytes, end - task.next_offset);
   Request piece;
   if (task.mapping != nullptr) {
@@ -1928,8 +1992,7 @@ void Engine::schedule_unbuffered(uint32_t slot) {
     piece = Request::copy_file_range(task.source_fd, task.target_fd, task.next_offset, length);
   }
   piece.user_data = make_user_data(Tag::file, slot, kUnbufferedPiece);
-  ++task.chunks_in_flight;
-  submit(piece);
+  return piece;
 }
 
 void Engine::on_unbuffered_completion(uint32_t slot, int64_t result) {
@@ -1937,8 +2000,15 @@ void Engine::on_unbuffered_completion(uint32_t slot, int64_t result) {
   DirNode* dir = task.dir;
   --task.chunks_in_flight;
   const bool mapped = task.mapping != nullptr;
+  if (result == -EAGAIN && !task.cancelled && task.error == 0) {
+    // The same piece again, after a pause.
+    ++task.chunks_in_flight;
+    resubmit_later(unbuffered_piece(slot), ++task.refusals);
+    return;
+  }
+  if (result != -EAGAIN) task.refusals = 0;
   if (result == -EINTR || result == -EAGAIN) {
-    // The same piece again.
+    // The same piece again (EAGAIN: once the copy is stopped, not at all).
   } else if (!mapped && (result == -EXDEV || result == -EINVAL || result == -EOPNOTSUPP || result == -ENOSYS)) {
     // This pair of files cannot be copied in the kernel (e.g. across
     // filesystems): the rest goes through the buffers.
@@ -2099,10 +2169,15 @@ void Engine::run(const std::vector<CopyRoot>& roots) {
     walk_some();
     finalize_directories();
     retry_parked();
+    submit_due_requests();
     flush_overflow();
     pool_.apply_pending_resize();
     if (backend_.in_flight() != 0 || !overflow_.empty()) {
       reap_and_dispatch(1);
+      continue;
+    }
+    if (!deferred_.empty()) {
+      sleep_until_a_request_is_due();
       continue;
     }
     // Nothing in flight.

@@ -8,8 +8,10 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cstdio>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -157,6 +159,98 @@ TEST(EngineParking, parked_files_resume_on_free_buffers_while_retired_ones_are_s
       << "parked files waited for retired buffers while kept ones were free";
   expect_identical_files(src, dst, kFiles);
 }
+
+// ------------------------------------------------------ EAGAIN backoff --
+
+struct RefusalCount {
+  uint64_t refusals = 0;
+};
+
+// For the first kRefusingFor after the first data request, every data
+// request (read, write, copy_file_range) completes with -EAGAIN without
+// reaching the kernel: a kernel with no room for a while.
+class RefusingBackend final : public ForwardingBackend {
+ public:
+  static constexpr std::chrono::milliseconds kRefusingFor{100};
+  RefusingBackend(std::unique_ptr<Backend> inner, std::shared_ptr<RefusalCount> count)
+      : ForwardingBackend(std::move(inner)), count_(std::move(count)) {}
+
+  bool prepare(const Request& request) override {
+    const bool data = request.op == Op::read || request.op == Op::write || request.op == Op::copy_file_range;
+    if (data) {
+      if (!first_data_) first_data_ = Clock::now();
+      if (Clock::now() - *first_data_ < kRefusingFor) {
+        refused_.push_back(Completion{request.user_data, -EAGAIN});
+        ++count_->refusals;
+        return true;
+      }
+    }
+    return inner_->prepare(request);
+  }
+  int submit_and_reap(std::span<Completion> out, unsigned min_completions) override {
+    size_t produced = 0;
+    while (produced < out.size() && !refused_.empty()) {
+      out[produced++] = refused_.front();
+      refused_.pop_front();
+    }
+    const unsigned wanted = min_completions > produced ? unsigned(min_completions - produced) : 0;
+    const int n = inner_->submit_and_reap(out.subspan(produced), std::min<unsigned>(wanted, inner_->in_flight()));
+    if (n < 0) return produced > 0 ? int(produced) : n;
+    return int(produced) + n;
+  }
+  uint32_t in_flight() const override { return inner_->in_flight() + uint32_t(refused_.size()); }
+
+ private:
+  std::shared_ptr<RefusalCount> count_;
+  std::optional<Clock::time_point> first_data_;
+  std::deque<Completion> refused_;
+};
+
+class EngineBackoff : public ::testing::TestWithParam<EngineChoice> {};
+
+// Without a pause, each refused piece goes back at once and the engine
+// spins for the whole window (tens of thousands of refusals); with the
+// pause doubling up to a few milliseconds, a piece is refused a few dozen
+// times at most.
+TEST_P(EngineBackoff, eagain_is_retried_after_a_pause_not_in_a_spin) {
+  if (GetParam() == EngineChoice::uring) REQUIRE_URING_OR_SKIP();
+  TempDir dir;
+  const std::string src = dir / "src", dst = dir / "dst";
+  mkdir(src.c_str(), 0755);
+  // Buffered pieces (1 MiB in 64 KiB buffers) and, for the file the page
+  // cache holds, unbuffered pieces (a mapped or in-kernel copy).
+  write_file(src + "/f0", random_bytes(1 << 20, 1));
+  write_file(src + "/f1", random_bytes(6 << 20, 2));
+
+  auto count = std::make_shared<RefusalCount>();
+  CopyOptions options = plain_copy_options(GetParam());
+  CopyCallbacks callbacks;
+  std::vector<std::string> errors;
+  callbacks.report_error = [&](const std::string& message) { errors.push_back(message); };
+  callbacks.decorate_backend = [count](std::unique_ptr<Backend> inner) -> std::unique_ptr<Backend> {
+    return std::make_unique<RefusingBackend>(std::move(inner), count);
+  };
+  const auto started = Clock::now();
+  const auto report = run_copy({{src, dst}}, options, callbacks);
+  const auto took = Clock::now() - started;
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  EXPECT_EQ(report->files_copied, 2u);
+  expect_identical_files(src, dst, 2);
+  EXPECT_GE(took, RefusingBackend::kRefusingFor) << "the refusals never lasted their window";
+  std::printf("%llu refusals in %.0f ms\n", static_cast<unsigned long long>(count->refusals),
+              std::chrono::duration<double, std::milli>(took).count());
+  EXPECT_GT(count->refusals, 0u);
+  // At most 8 buffered pieces and one unbuffered piece wait at a time, each
+  // refused about 30 times in 100 ms (pauses of 50 us doubling to 4 ms).
+  EXPECT_LT(count->refusals, 1000u) << "EAGAIN was resubmitted without a pause";
+}
+
+std::string engine_name(const ::testing::TestParamInfo<EngineChoice>& param_info) {
+  return param_info.param == EngineChoice::uring ? "uring" : "posix";
+}
+INSTANTIATE_TEST_SUITE_P(Engines, EngineBackoff, ::testing::Values(EngineChoice::uring, EngineChoice::posix),
+                         engine_name);
 
 }  // namespace
 }  // namespace ringio::test

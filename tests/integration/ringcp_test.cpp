@@ -1112,6 +1112,45 @@ TEST_P(RingcpUpdate, rerun_after_a_kill_removes_markers_from_final_names) {
   EXPECT_TRUE(differences.empty()) << format_differences(differences);
 }
 
+// The real window: ringcp (posix engine, whose renames are system calls)
+// is killed by SIGKILL right after renaming a marked replacement over its
+// final name. The file keeps its marker, and its directory says so; the
+// next run, skipping the unchanged file, removes both.
+TEST_F(RingcpCli, sigkill_right_after_a_replacing_rename_is_cleaned_by_the_next_run) {
+  const std::string src = tmp_ / "src";
+  const std::string dst = tmp_ / "dst";
+  make_dir(src);
+  write_text(src + "/file", "new content\n");
+  make_dir(dst);
+  write_text(dst + "/file", "old\n");
+  RunOptions options;
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  // LeakSanitizer cannot stop the world in a traced process.
+  options.env = {std::string("ASAN_OPTIONS=") + (asan != nullptr ? std::string(asan) + ":" : "") + "detect_leaks=0"};
+  bool killed = false;
+  auto on_syscall = [&](const SyscallStop& stop) {
+    const bool renamed = !stop.entry && (stop.nr == SYS_renameat || stop.nr == SYS_renameat2) && stop.rval == 0;
+    if (!renamed || killed) return;
+    killed = kill(stop.pid, SIGKILL) == 0;
+  };
+  std::string trace_error;
+  const RunResult result =
+      run_traced({kRingcp, "--engine=posix", "-a", src + "/.", dst}, options, on_syscall, &trace_error);
+  // Killed while stopped, the child cannot be resumed: the tracer says so.
+  if (!killed && !trace_error.empty()) GTEST_SKIP() << "cannot trace ringcp here: " << trace_error;
+  ASSERT_TRUE(killed) << "no rename seen: " << result.describe();
+  EXPECT_EQ(result.signal, SIGKILL) << result.describe();
+  EXPECT_EQ(read_text(dst + "/file"), "new content\n");
+  EXPECT_TRUE(has_xattr(dst + "/file", kTempMarkerXattr)) << "the kill missed the window";
+  EXPECT_TRUE(has_xattr(dst, kReplacingXattr)) << "a marked file reached a final name unannounced";
+
+  const RunResult rerun = ringcp({"-a", "--skip-unchanged", "--stats=json", src + "/.", dst});
+  ASSERT_EQ(rerun.exit_code, 0) << rerun.describe();
+  EXPECT_EQ(number(parse_stats(rerun), "/skipped"), 1u) << rerun.out;
+  EXPECT_FALSE(has_xattr(dst + "/file", kTempMarkerXattr));
+  EXPECT_FALSE(has_xattr(dst, kReplacingXattr));
+}
+
 // ------------------------------------------- extended attributes --
 
 // Runs `script` in a private mount namespace with a fresh filesystem of

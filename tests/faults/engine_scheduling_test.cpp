@@ -12,12 +12,20 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "ringio/copy.hpp"
 #include "support/fault_injection.hpp"
 #include "support/test_util.hpp"
+
+namespace ringio {
+// Readable parameter values in test names and failure messages.
+static void PrintTo(EngineChoice engine, std::ostream* out) {
+  *out << (engine == EngineChoice::uring ? "uring" : "posix");
+}
+}  // namespace ringio
 
 namespace ringio::test {
 namespace {

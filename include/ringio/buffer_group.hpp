@@ -203,6 +203,10 @@ class RegisteredBufferGroup {
   uint32_t buffer_count() const { return active_count_; }
   uint32_t buffer_size() const { return options_.buffer_size_bytes; }
   uint32_t in_use() const { return in_use_; }
+  // True when checkout() would hand out a buffer now: a free active slot and
+  // no re-registration draining the pool. in_use() cannot say this: it
+  // also counts slots a shrink retired that are still checked out.
+  bool can_checkout() const { return !draining_ && !free_slots_.empty(); }
   bool registered() const { return registration_ == Registration::registered; }
 
   // The resize driver. apply_pending_resize() is called by the owner of the

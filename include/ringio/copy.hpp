@@ -129,6 +129,11 @@ std::string escape_invalid_utf8(const std::string& text);
 // Marker xattr on named temporaries (replacements, filesystems without
 // O_TMPFILE): a later run removes a temporary only when it carries it.
 inline constexpr const char* kTempMarkerXattr = "user.ringcp.partial";
+// On a destination directory while a marked file may be under its final
+// name there (between a rename over an existing file and the marker's
+// removal): after a killed run, the next run removes markers from final
+// names in directories that carry it. Neither attribute is ever copied.
+inline constexpr const char* kReplacingXattr = "user.ringcp.replacing";
 inline constexpr const char* kTempPrefix = ".ringcp-";
 
 }  // namespace ringio

@@ -13,9 +13,11 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -50,6 +52,10 @@ constexpr uint64_t kLargeFileBytes = 4 << 20;
 // One unbuffered request moves at most this much: copy_file_range runs on
 // the submitting thread, so a piece bounds how long other files wait for it.
 constexpr uint64_t kUnbufferedPieceBytes = 8 << 20;
+// A request refused with EAGAIN goes again after a pause that doubles with
+// each refusal in a row, between these bounds.
+constexpr std::chrono::microseconds kRetryPauseMin{50};
+constexpr std::chrono::microseconds kRetryPauseMax{4000};
 
 // user_data layout: [tag:8][slot:40][what:16].
 enum class Tag : uint8_t { file = 1, chunk = 2, sync = 3 };
@@ -92,6 +98,67 @@ bool has_default_acl(int dirfd) {
 // do, no fchmod is needed.
 constexpr mode_t kTempFileMode = 0666;
 
+// Pseudo filesystems make a file's content when it is read: the size they
+// report (0, or a page) says nothing about it. Their files are read until
+// end of file, as cp reads every file.
+bool holds_files_of_unknown_size(int dirfd) {
+  struct statfs fs {};
+  if (fstatfs(dirfd, &fs) != 0) return false;
+  switch (static_cast<uint64_t>(fs.f_type)) {
+    case PROC_SUPER_MAGIC:
+    case SYSFS_MAGIC:
+    case DEBUGFS_MAGIC:
+    case TRACEFS_MAGIC:
+    case SECURITYFS_MAGIC:
+    case CGROUP_SUPER_MAGIC:
+    case CGROUP2_SUPER_MAGIC:
+    case EFIVARFS_MAGIC:
+    case PSTOREFS_MAGIC:
+    case BPF_FS_MAGIC:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// ringcp's own attributes (the temporary marker, the directory's
+// replacement marker) are never copied: a copy of a file a killed run left
+// marked would carry the marker on.
+bool is_ringcp_attribute(const char* name) { return std::strncmp(name, "user.ringcp.", 12) == 0; }
+
+bool has_attribute(int fd, const char* name) { return fgetxattr(fd, name, nullptr, 0) >= 0; }
+
+bool set_marker(int fd, const char* name) { return fsetxattr(fd, name, "1", 1, 0) == 0; }
+
+// Removes attribute `name` from fd; 0 or an errno (none when it is absent).
+// Changing a user.* attribute needs write permission on the inode, which a
+// read-only copy (mode 0444) does not give its owner: the owner's write bit
+// is lent for the call.
+int remove_marker(int fd, const char* name) {
+  if (fremovexattr(fd, name) == 0 || errno == ENODATA) return 0;
+  struct stat st {};
+  if (errno != EACCES || fstat(fd, &st) != 0 || fchmod(fd, st.st_mode | S_IWUSR) != 0) return errno;
+  const int code = fremovexattr(fd, name) == 0 || errno == ENODATA ? 0 : errno;
+  fchmod(fd, st.st_mode & 07777);
+  return code;
+}
+
+// A directory stream on a fresh open file description of `name` in `dirfd`
+// (a dup would share the read position with every other reader), or
+// nullptr with errno set. fdopendir leaves the descriptor to the caller when
+// it fails: it is closed here then.
+DIR* open_directory_stream(int dirfd, const char* name) {
+  const int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return nullptr;
+  DIR* stream = fdopendir(fd);
+  if (stream == nullptr) {
+    const int code = errno;
+    close(fd);
+    errno = code;
+  }
+  return stream;
+}
+
 struct DirNode {
   DirNode* parent = nullptr;
   DIR* source_stream = nullptr;  // owns the source directory descriptor
@@ -109,6 +176,9 @@ struct DirNode {
   bool walk_done = false;
   bool had_error = false;
   bool queued_for_finalize = false;
+  bool replacing_marked = false;  // kReplacingXattr set by this run, removed at finalize
+  bool replacing_mark_tried = false;
+  bool source_sizes_unknown = false;  // a pseudo filesystem (holds_files_of_unknown_size)
   uint32_t pending = 0;  // children not finished (files in flight, open subdirectories)
   uint64_t root_device = 0;
   std::unordered_set<std::string> seen;  // names copied, for --delete
@@ -173,6 +243,8 @@ struct FileTask {
   bool target_exists = false;
   bool named_temp = false;      // target_fd is a named temporary (no O_TMPFILE)
   bool temp_linked = false;     // temp_name exists in the target directory
+  bool marked = false;          // the target carries kTempMarkerXattr
+  bool published = false;       // the target is under its final name: only unmark is left
   std::string temp_name;
   // A named temporary set aside while temp_name names a hard link waiting
   // to be renamed over an existing file (link_existing_temp).
@@ -195,8 +267,13 @@ struct FileTask {
   uint64_t mapping_length = 0;
   uint64_t mapping_released = 0;  // pages below this offset are unmapped again
   uint64_t direct_write_end = 0;   // end of the O_DIRECT part; the rest is written buffered
+  uint32_t refusals = 0;           // EAGAIN completions of unbuffered pieces in a row
   bool unbuffered() const { return in_kernel || mapping != nullptr; }
   bool parked = false;
+  // The size is not known before reading (a pseudo file, or size 0): one
+  // buffer at a time is read and written until a read returns 0.
+  bool size_unknown = false;
+  bool end_of_file = false;
   // xattrs
   std::vector<char> xattr_names;   // kept at its full size: no zero-fill per file
   size_t xattr_names_length = 0;   // bytes of names flistxattr returned
@@ -217,6 +294,7 @@ struct Chunk {
   uint32_t requested = 0;  // bytes asked of the read (more than length at the file's end)
   uint32_t done = 0;       // bytes read, then bytes written
   bool writing = false;
+  uint32_t refusals = 0;  // EAGAIN completions in a row
 };
 
 class Engine {
@@ -273,6 +351,8 @@ class Engine {
   void finalize_directories();
   void finalize(DirNode* dir);
   void remove_stale_temporaries(DirNode* dir);
+  void copy_directory_attributes(DirNode* dir);
+  void note_replacement(DirNode* dir);
   void delete_extraneous(DirNode* dir);
   uint64_t remove_tree(int dirfd, const std::string& name, const std::string& display);
   bool excluded(const std::string& relative, bool is_dir) const;
@@ -308,6 +388,11 @@ class Engine {
   void schedule_chunks(uint32_t slot);
   void on_chunk_completion(uint32_t chunk_index, uint16_t what, int64_t result);
   void schedule_unbuffered(uint32_t slot);
+  void schedule_read_to_end(uint32_t slot);
+  Request unbuffered_piece(uint32_t slot);
+  void resubmit_later(const Request& request, uint32_t refusals_in_a_row);
+  void submit_due_requests();
+  void sleep_until_a_request_is_due();
   void on_unbuffered_completion(uint32_t slot, int64_t result);
   bool try_mapped_direct_write(FileTask& task);
   void stop_mapped_direct_write(FileTask& task);
@@ -338,6 +423,11 @@ class Engine {
   std::vector<uint32_t> free_chunks_;
   std::deque<uint32_t> parked_;  // tasks waiting for a buffer or a chunk
   std::deque<Request> overflow_;  // requests the backend had no room for
+  struct DeferredRequest {
+    Clock::time_point due;
+    Request request;
+  };
+  std::vector<DeferredRequest> deferred_;  // refused with EAGAIN, submitted again when due
   uint32_t active_tasks_ = 0;
 
   std::vector<std::unique_ptr<DirNode>> nodes_;  // every live directory node
@@ -367,6 +457,39 @@ class Engine {
 
 void Engine::submit(Request request) {
   if (!overflow_.empty() || !backend_.prepare(request)) overflow_.push_back(request);
+}
+
+// -EAGAIN: the kernel (or the device's queue) has no room now. The same
+// request goes again after a pause; other work goes on meanwhile, and with
+// nothing else in flight the engine sleeps until it is due. Nothing spins.
+void Engine::resubmit_later(const Request& request, uint32_t refusals_in_a_row) {
+  const uint32_t doublings = std::min<uint32_t>(refusals_in_a_row - 1, 16);
+  const auto pause = std::min<std::chrono::microseconds>(kRetryPauseMin * (int64_t{1} << doublings), kRetryPauseMax);
+  deferred_.push_back(DeferredRequest{Clock::now() + pause, request});
+}
+
+void Engine::submit_due_requests() {
+  if (deferred_.empty()) return;
+  const auto now = Clock::now();
+  for (size_t i = 0; i < deferred_.size();) {
+    if (deferred_[i].due > now) {
+      ++i;
+      continue;
+    }
+    submit(deferred_[i].request);
+    deferred_[i] = deferred_.back();
+    deferred_.pop_back();
+  }
+}
+
+void Engine::sleep_until_a_request_is_due() {
+  auto due = deferred_.front().due;
+  for (const DeferredRequest& deferred : deferred_) due = std::min(due, deferred.due);
+  const auto pause = due - Clock::now();
+  if (pause <= Clock::duration::zero()) return;
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(pause).count();
+  const struct timespec length = {time_t(ns / 1000000000), long(ns % 1000000000)};
+  nanosleep(&length, nullptr);
 }
 
 void Engine::flush_overflow() {
@@ -478,6 +601,7 @@ void Engine::start_root(const CopyRoot& root) {
     return;
   }
   node->source_fd = static_cast<int>(source_fd);
+  node->source_sizes_unknown = holds_files_of_unknown_size(node->source_fd);
   int64_t target_fd = -1;
   if (!options_.dry_run || access(target_parent.c_str(), F_OK) == 0) {
     target_fd = sync_op(Request::openat(AT_FDCWD, target_parent.c_str(),
@@ -494,6 +618,9 @@ void Engine::start_root(const CopyRoot& root) {
   // Messages name entries as the user did: "src/a/b".
   node->source_display = root.source.find('/') == std::string::npos ? "" : source_parent;
   node->target_display = root.destination.find('/') == std::string::npos ? "" : target_parent;
+  // Only after a killed replacement: this directory is not ours to scan.
+  if (!options_.dry_run && node->target_fd >= 0 && has_attribute(node->target_fd, kReplacingXattr))
+    remove_stale_temporaries(node.get());
   DirNode* raw = node.get();
   nodes_.push_back(std::move(node));
 
@@ -616,10 +743,19 @@ void Engine::enter_directory(DirNode* parent, const std::string& name,
     error("cannot open directory " + quote_name(display) + ": " + errno_text(int(-source_fd)));
     return;
   }
+  DIR* source_stream = fdopendir(static_cast<int>(source_fd));
+  if (source_stream == nullptr) {
+    // ENOMEM, or a descriptor that is not a directory after all.
+    parent->had_error = true;
+    error("cannot read directory " + quote_name(display) + ": " + errno_text(errno));
+    sync_op(Request::close(static_cast<int>(source_fd)));
+    return;
+  }
   auto node = std::make_unique<DirNode>();
   node->parent = parent;
   node->source_fd = static_cast<int>(source_fd);
-  node->source_stream = fdopendir(node->source_fd);
+  node->source_stream = source_stream;
+  node->source_sizes_unknown = holds_files_of_unknown_size(node->source_fd);
   node->source_display = display;
   node->target_display = target_display;
   node->target_relative = parent->is_root_parent ? target_name : parent->target_relative + "/" + target_name;
@@ -812,6 +948,8 @@ void Engine::finalize_directories() {
 }
 
 void Engine::finalize(DirNode* dir) {
+  // Every file of this directory is unmarked by now.
+  if (dir->replacing_marked) sync_op(Request::fremovexattr(dir->target_fd, kReplacingXattr));
   if (!dir->is_root_parent && dir->target_fd >= 0 && !options_.dry_run) {
     if (options_.delete_extraneous && dir->target_preexisted && !dir->had_error && !stopping_)
       delete_extraneous(dir);
@@ -824,19 +962,7 @@ void Engine::finalize(DirNode* dir) {
       if (rc < 0 && !is_attribute_not_kept(int(-rc)))
       error("failed to preserve ownership for " + quote_name(display) + ": " + errno_text(int(-rc)));
     }
-    if (options_.preserve.xattr) {
-      // As for files: failing to read or set one attribute is not fatal (cp -a).
-      dir_xattr_names_.resize(65536);
-      dir_xattr_value_.resize(65536);
-      const int64_t listed =
-          sync_op(Request::flistxattr(dir->source_fd, dir_xattr_names_.data(), dir_xattr_names_.size()));
-      for (int64_t i = 0; i < listed; i += int64_t(std::strlen(dir_xattr_names_.data() + i)) + 1) {
-        const char* key = dir_xattr_names_.data() + i;
-        const int64_t got =
-            sync_op(Request::fgetxattr(dir->source_fd, key, dir_xattr_value_.data(), dir_xattr_value_.size()));
-        if (got >= 0) sync_op(Request::fsetxattr(dir->target_fd, key, dir_xattr_value_.data(), uint64_t(got)));
-      }
-    }
+    if (options_.preserve.xattr) copy_directory_attributes(dir);
     if (dir->created || options_.preserve.mode) {
       const int64_t rc = sync_op(Request::fchmod(dir->target_fd, target_mode(st)));
       // EPERM is the filesystem's answer when the directory is ours or we
@@ -877,27 +1003,77 @@ void Engine::finalize(DirNode* dir) {
   if (parent != nullptr) child_finished(parent);
 }
 
+// As for files: an attribute that cannot be read or set is reported, and
+// the rest is copied.
+void Engine::copy_directory_attributes(DirNode* dir) {
+  dir_xattr_names_.resize(65536);
+  dir_xattr_value_.resize(65536);
+  const int64_t listed =
+      sync_op(Request::flistxattr(dir->source_fd, dir_xattr_names_.data(), dir_xattr_names_.size()));
+  if (listed < 0 && listed != -EOPNOTSUPP)
+    error("cannot list extended attributes of " + quote_name(dir->source_display) + ": " + errno_text(int(-listed)));
+  for (int64_t i = 0; i < listed; i += int64_t(std::strlen(dir_xattr_names_.data() + i)) + 1) {
+    const char* key = dir_xattr_names_.data() + i;
+    if (is_ringcp_attribute(key)) continue;
+    const int64_t got =
+        sync_op(Request::fgetxattr(dir->source_fd, key, dir_xattr_value_.data(), dir_xattr_value_.size()));
+    if (got < 0) {
+      if (got != -ENODATA)
+        error("cannot read extended attribute " + quote_name(key) + " of " + quote_name(dir->source_display) + ": " +
+              errno_text(int(-got)));
+      continue;
+    }
+    const int64_t set = sync_op(Request::fsetxattr(dir->target_fd, key, dir_xattr_value_.data(), uint64_t(got)));
+    if (set < 0)
+      error("failed to preserve extended attribute " + quote_name(key) + " for " + quote_name(dir->target_display) +
+            ": " + errno_text(int(-set)));
+  }
+}
+
 // A killed run can leave named temporaries; ours carry the marker xattr.
+// It can also be killed between renaming a marked file over its final name
+// and removing the marker: the directory then carries kReplacingXattr, and
+// every marker under a final name in it is removed too.
 void Engine::remove_stale_temporaries(DirNode* dir) {
-  // A fresh open file description: a dup would share (and move) the read
-  // position with every other reader of this directory.
-  const int fd = openat(dir->target_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  DIR* stream = fd >= 0 ? fdopendir(fd) : nullptr;
-  if (stream == nullptr) return;
+  const bool replacing = has_attribute(dir->target_fd, kReplacingXattr);
+  DIR* stream = open_directory_stream(dir->target_fd, ".");
+  if (stream == nullptr) {
+    dir->had_error = true;
+    error("cannot read directory " + quote_name(dir->target_display) + ": " + errno_text(errno));
+    return;
+  }
   std::vector<std::string> stale;
   while (dirent* entry = readdir(stream)) {
-    if (std::strncmp(entry->d_name, kTempPrefix, std::strlen(kTempPrefix)) != 0) continue;
+    const bool temporary = std::strncmp(entry->d_name, kTempPrefix, std::strlen(kTempPrefix)) == 0;
+    if (!temporary && (!replacing || (entry->d_type != DT_REG && entry->d_type != DT_UNKNOWN))) continue;
     const int file = openat(dir->target_fd, entry->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (file < 0) continue;
-    char value[8];
-    if (fgetxattr(file, kTempMarkerXattr, value, sizeof value) >= 0) stale.emplace_back(entry->d_name);
+    if (has_attribute(file, kTempMarkerXattr)) {
+      if (temporary) {
+        stale.emplace_back(entry->d_name);
+      } else if (const int code = remove_marker(file, kTempMarkerXattr); code != 0) {
+        error("cannot remove the temporary marker from " + quote_name(target_path(dir, entry->d_name)) + ": " +
+              errno_text(code));
+      } else {
+        verbose("removed a stale temporary marker from " + quote_name(target_path(dir, entry->d_name)));
+      }
+    }
     close(file);
   }
   closedir(stream);
+  if (replacing) fremovexattr(dir->target_fd, kReplacingXattr);
   for (const std::string& name : stale) {
     if (sync_op(Request::unlinkat(dir->target_fd, name.c_str(), 0)) == 0)
       verbose("removed stale temporary " + quote_name(target_path(dir, name)));
   }
+}
+
+// Before a marked file can reach a final name, its directory says so (see
+// remove_stale_temporaries). Without user xattrs here nothing is marked.
+void Engine::note_replacement(DirNode* dir) {
+  if (dir->replacing_mark_tried) return;
+  dir->replacing_mark_tried = true;
+  dir->replacing_marked = set_marker(dir->target_fd, kReplacingXattr);
 }
 
 uint64_t Engine::remove_tree(int dirfd, const std::string& name, const std::string& display) {
@@ -908,12 +1084,15 @@ uint64_t Engine::remove_tree(int dirfd, const std::string& name, const std::stri
     const int fd = openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd >= 0) {
       std::vector<std::string> children;
-      if (DIR* stream = fdopendir(openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC))) {
+      if (DIR* stream = open_directory_stream(fd, ".")) {
         while (dirent* entry = readdir(stream)) {
           if (std::strcmp(entry->d_name, ".") != 0 && std::strcmp(entry->d_name, "..") != 0)
             children.emplace_back(entry->d_name);
         }
         closedir(stream);
+      } else {
+        // Its unlinkat below fails (not empty) and says so too.
+        error("cannot read directory " + quote_name(display) + ": " + errno_text(errno));
       }
       for (const std::string& child : children) removed += remove_tree(fd, child, display + "/" + child);
       close(fd);
@@ -929,9 +1108,11 @@ uint64_t Engine::remove_tree(int dirfd, const std::string& name, const std::stri
 }
 
 void Engine::delete_extraneous(DirNode* dir) {
-  const int fd = openat(dir->target_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  DIR* stream = fd >= 0 ? fdopendir(fd) : nullptr;
-  if (stream == nullptr) return;
+  DIR* stream = open_directory_stream(dir->target_fd, ".");
+  if (stream == nullptr) {
+    error("cannot read directory " + quote_name(dir->target_display) + ": " + errno_text(errno));
+    return;
+  }
   std::vector<std::string> extra;
   while (dirent* entry = readdir(stream)) {
     const std::string name = entry->d_name;
@@ -1055,6 +1236,10 @@ void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
     case kOpenTarget:
       if (result >= 0) {
         task.target_fd = static_cast<int>(result);
+        // A named temporary is ours only when marked; one that cannot be
+        // marked (no user xattrs here) is still removed on every failure
+        // path, only a SIGKILL before its rename leaves it behind.
+        if (task.named_temp) task.marked = set_marker(task.target_fd, kTempMarkerXattr);
       } else if (!task.named_temp && (result == -EOPNOTSUPP || result == -EISDIR || result == -EINVAL)) {
         // This filesystem has no O_TMPFILE: a marked temporary name instead.
         tmpfile_unsupported_ = true;
@@ -1122,6 +1307,10 @@ void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
         else if (result < 0) fail(slot, "failed to preserve permissions for", target, int(-result));
         break;
       case Step::list_xattrs:
+        // EOPNOTSUPP: the source's filesystem has no attributes to copy.
+        if (result < 0 && result != -EOPNOTSUPP)
+          error("cannot list extended attributes of " + quote_name(source_path(dir, task.name)) + ": " +
+                errno_text(int(-result)));
         task.xattr_names_length = result > 0 ? size_t(result) : 0;
         task.xattr_cursor = 0;
         break;
@@ -1141,6 +1330,7 @@ void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
           return;
         }
         if (result < 0) fail(slot, "cannot create regular file", target, int(-result));
+        else task.published = true;
         break;
       case Step::publish_temp_name:
         if (result < 0) fail(slot, "cannot create regular file", target, int(-result));
@@ -1152,8 +1342,16 @@ void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
                target, result == -EISDIR ? 0 : int(-result));
         } else {
           task.temp_linked = false;
+          task.published = true;
           if (task.link_group != nullptr && !task.link_owner) ++report_.hard_links_made;
         }
+        break;
+      case Step::unmark:
+        if (int code = result < 0 ? int(-result) : 0; code != 0 && code != ENODATA) {
+          if (code == EACCES) code = remove_marker(task.target_fd, kTempMarkerXattr);
+          if (code != 0) fail(slot, "cannot remove the temporary marker from", target, code);
+        }
+        task.marked = false;
         break;
       case Step::link_existing:
         if (result == -EEXIST) {
@@ -1188,16 +1386,25 @@ void Engine::on_file_completion(uint32_t slot, uint16_t what, int64_t result) {
   }
   if (what == kGetXattr || what == kSetXattr) {
     task.ops_pending = 0;
+    const char* key = task.xattr_names.data() + task.xattr_cursor;
     if (what == kGetXattr && result >= 0) {
-      const char* key = task.xattr_names.data() + task.xattr_cursor;
       Request set = Request::fsetxattr(task.target_fd, key, task.xattr_value.data(), uint64_t(result));
       set.user_data = make_user_data(Tag::file, slot, kSetXattr);
       task.ops_pending = 1;
       submit(set);
       return;
     }
-    // Next name; failures to read or set one attribute are not fatal (as cp -a).
-    task.xattr_cursor += std::strlen(task.xattr_names.data() + task.xattr_cursor) + 1;
+    // An attribute that cannot be read or set is reported (exit 2), and the
+    // file is still published: its data and other metadata are right.
+    // ENODATA: the attribute was removed since it was listed.
+    if (what == kSetXattr && result < 0) {
+      error("failed to preserve extended attribute " + quote_name(key) + " for " +
+            quote_name(target_path(dir, task.target_name)) + ": " + errno_text(int(-result)));
+    } else if (result < 0 && result != -ENODATA) {
+      error("cannot read extended attribute " + quote_name(key) + " of " + quote_name(source_path(dir, task.name)) +
+            ": " + errno_text(int(-result)));
+    }
+    task.xattr_cursor += std::strlen(key) + 1;
     advance(slot);
     return;
   }
@@ -1232,6 +1439,11 @@ bool Engine::should_skip(const FileTask& task) const {
 void Engine::plan_extents(FileTask& task) {
   const uint64_t size = task.source_stat.stx_size;
   task.extents.clear();
+  if (task.size_unknown) {
+    task.extent_index = 0;
+    task.next_offset = 0;
+    return;
+  }
   const bool maybe_sparse = uint64_t{task.source_stat.stx_blocks} * 512 < size;
   if (options_.sparse != SparseMode::never && maybe_sparse && size > 0) {
     // Holes found with SEEK_DATA/SEEK_HOLE are kept as holes.
@@ -1307,6 +1519,14 @@ void Engine::after_opening(uint32_t slot) {
       return;
     }
   }
+  // A file that replaces another gets a temporary name before its rename:
+  // marked now, while its mode still lets its owner change attributes.
+  if (task.target_exists && !task.marked) task.marked = set_marker(task.target_fd, kTempMarkerXattr);
+  // A size of 0, or a page without a block behind it, may be a file made
+  // on read; reading an empty file to its end costs one read.
+  const struct statx& st = task.source_stat;
+  task.size_unknown = dir->source_sizes_unknown || st.stx_size == 0 ||
+                      (st.stx_blocks == 0 && st.stx_size == kPageSizeBytes);
   plan_extents(task);
   choose_data_path(task);
   task.step = Step::reflink;
@@ -1356,7 +1576,7 @@ bool set_direct_io(int fd, bool on) {
 // docs/BENCHMARKS.md. Any other large file is read with O_DIRECT where allowed.
 void Engine::choose_data_path(FileTask& task) {
   const uint64_t size = task.source_stat.stx_size;
-  if (size < kLargeFileBytes || task.extents.size() != 1 || task.extents.front().first != 0) return;
+  if (task.size_unknown || size < kLargeFileBytes || task.extents.size() != 1 || task.extents.front().first != 0) return;
   if (mostly_cached(task.source_fd, size)) {
     // copy_file_range shares extents where it can (btrfs, NFS, ...): not
     // with --reflink=never, which promises a copy of its own.
@@ -1446,7 +1666,9 @@ void Engine::begin_closing(uint32_t slot) {
 void Engine::advance(uint32_t slot) {
   FileTask& task = tasks_[slot];
   for (;;) {
-    if ((task.error != 0 || task.cancelled) && task.step < Step::closing) {
+    // Once published, the file is unmarked even when the copy is stopped:
+    // no final name may keep the temporary marker.
+    if ((task.error != 0 || task.cancelled) && task.step < Step::closing && !task.published) {
       if (task.chunks_in_flight != 0) return;  // wait for the data in flight
       task.step = Step::closing;
     } else if (task.step == Step::data) {
@@ -1454,6 +1676,9 @@ void Engine::advance(uint32_t slot) {
       if (task.chunks_in_flight != 0 || task.parked) return;
       task.step = next_step(task);
     } else if (task.step == Step::copy_xattr) {
+      while (task.xattr_cursor < task.xattr_names_length &&
+             is_ringcp_attribute(task.xattr_names.data() + task.xattr_cursor))
+        task.xattr_cursor += std::strlen(task.xattr_names.data() + task.xattr_cursor) + 1;
       if (task.xattr_cursor < task.xattr_names_length) {
         const char* key = task.xattr_names.data() + task.xattr_cursor;
         task.xattr_value.resize(65536);
@@ -1482,7 +1707,7 @@ bool Engine::issue_step(uint32_t slot) {
   const uint64_t size = task.source_stat.stx_size;
   switch (task.step) {
     case Step::reflink:
-      if (options_.reflink == ReflinkMode::never || size == 0 ||
+      if (options_.reflink == ReflinkMode::never || size == 0 || task.size_unknown ||
           reflink_refused_devices_.count(makedev(task.source_stat.stx_dev_major, task.source_stat.stx_dev_minor)))
         return false;
       step_op(slot, Request::ficlone(task.target_fd, task.source_fd));
@@ -1494,6 +1719,8 @@ bool Engine::issue_step(uint32_t slot) {
       // Files of more than one buffer are re-checked: a change while they
       // were copied is reported, never copied silently wrong. Smaller files
       // are checked by their single read (it asks for more than the size).
+      // A file of unknown size is copied as read, to its end.
+      if (task.size_unknown) return false;
       if (!task.unbuffered() && size < pool_.buffer_size() && task.extents.size() <= 1) return false;
       task.target_stat = task.source_stat;
       step_op(slot, Request::statx(task.source_fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &task.source_stat));
@@ -1547,6 +1774,7 @@ bool Engine::issue_step(uint32_t slot) {
         task.step = Step::rename_into_place;
         return issue_step(slot);
       }
+      if (task.marked) note_replacement(dir);
       if (use_empty_path_link_) {
         step_op(slot, Request::linkat(task.target_fd, "", dir->target_fd, task.target_name.c_str(), AT_EMPTY_PATH));
       } else {
@@ -1562,8 +1790,9 @@ bool Engine::issue_step(uint32_t slot) {
         return issue_step(slot);
       }
       task.temp_name = random_temp_name();
-      // Marked before it gets a name, so a later run knows it is ours.
-      fsetxattr(task.target_fd, kTempMarkerXattr, "1", 1, 0);
+      // Marked before it gets a name, so a later run knows it is ours (the
+      // target appeared after this file was opened, or marking failed).
+      if (!task.marked) task.marked = set_marker(task.target_fd, kTempMarkerXattr);
       if (use_empty_path_link_) {
         step_op(slot, Request::linkat(task.target_fd, "", dir->target_fd, task.temp_name.c_str(), AT_EMPTY_PATH));
       } else {
@@ -1574,13 +1803,13 @@ bool Engine::issue_step(uint32_t slot) {
       return true;
     case Step::rename_into_place:
       if (task.named_temp && !task.temp_linked) return false;
-      if (task.named_temp) fsetxattr(task.target_fd, kTempMarkerXattr, "1", 1, 0);
+      if (task.marked) note_replacement(dir);
       step_op(slot, Request::renameat(dir->target_fd, task.temp_name.c_str(), dir->target_fd,
                                       task.target_name.c_str()));
       return true;
     case Step::unmark:
       if (task.error != 0) return false;
-      if (!task.temp_name.empty()) step_op(slot, Request::fremovexattr(task.target_fd, kTempMarkerXattr));
+      if (task.marked) step_op(slot, Request::fremovexattr(task.target_fd, kTempMarkerXattr));
       if (task.link_owner && task.link_group != nullptr) {
         task.link_group->complete = true;
         for (uint32_t waiter : task.link_group->waiting) {
@@ -1592,7 +1821,7 @@ bool Engine::issue_step(uint32_t slot) {
       ++report_.files_copied;
       if (task.mapping != nullptr) ++report_.files_from_mapping;
       else if (task.in_kernel) ++report_.files_in_kernel;
-      return !task.temp_name.empty();
+      return task.marked;
     case Step::link_existing: {
       LinkGroup& group = *task.link_group;
       step_op(slot, Request::linkat(group.anchor_fd, group.target_relative.c_str(), dir->target_fd,
@@ -1662,6 +1891,10 @@ void Engine::schedule_chunks(uint32_t slot) {
     return;
   }
   task.parked = false;
+  if (task.size_unknown) {
+    schedule_read_to_end(slot);
+    return;
+  }
   while (task.error == 0 && !task.cancelled && task.extent_index < task.extents.size()) {
     const auto [extent_start, extent_end] = task.extents[task.extent_index];
     if (task.next_offset < extent_start) task.next_offset = extent_start;
@@ -1691,6 +1924,7 @@ void Engine::schedule_chunks(uint32_t slot) {
     chunk.requested = last && task.extents.size() == 1 ? buffer.size() : chunk.length;
     chunk.done = 0;
     chunk.writing = false;
+    chunk.refusals = 0;
     chunk.slot = std::move(buffer);
     task.next_offset += chunk.length;
     ++task.chunks_in_flight;
@@ -1707,9 +1941,10 @@ void Engine::on_chunk_completion(uint32_t index, uint16_t what, int64_t result) 
   const uint32_t slot = chunk.task;
   FileTask& task = tasks_[slot];
   DirNode* dir = task.dir;
-  if (result == -EINTR) result = -EAGAIN;
-  if (result == -EAGAIN) {
-    // Resubmit the same piece.
+  if (result == -EINTR) {
+    // Interrupted before it moved anything: the same piece again at once.
+  } else if (result == -EAGAIN) {
+    ++chunk.refusals;  // the same piece again, after a pause
   } else if (result == -EINVAL && task.direct && what == kChunkRead) {
     // The filesystem refused this O_DIRECT read after all (e.g. a short read
     // left an unaligned remainder): go on buffered.
@@ -1720,6 +1955,18 @@ void Engine::on_chunk_completion(uint32_t index, uint16_t what, int64_t result) 
     release_chunk(index);
     advance(slot);
     return;
+  } else if (what == kChunkRead && task.size_unknown) {
+    if (result == 0) {
+      task.end_of_file = true;
+      release_chunk(index);
+      advance(slot);
+      return;
+    }
+    // Whatever one read gives is written; the next read starts after it.
+    chunk.length = static_cast<uint32_t>(result);
+    chunk.writing = true;
+    chunk.done = 0;
+    task.next_offset += uint64_t(result);
   } else if (what == kChunkRead) {
     if (result == 0 && chunk.done < chunk.length) {
       fail(slot, "source file shrank while it was copied:", source_path(dir, task.name), 0);
@@ -1763,7 +2010,43 @@ void Engine::on_chunk_completion(uint32_t index, uint16_t what, int64_t result) 
                           std::max(chunk.requested, chunk.length) - chunk.done, chunk.offset + chunk.done,
                           chunk.slot.fixed_index());
   request.user_data = make_user_data(Tag::chunk, index, chunk.writing ? kChunkWrite : kChunkRead);
+  if (result == -EAGAIN) {
+    resubmit_later(request, chunk.refusals);
+    return;
+  }
+  chunk.refusals = 0;
   submit(request);
+}
+
+// A file of unknown size: one buffer at a time, read at the next offset and
+// written as far as the read went, until a read returns 0.
+void Engine::schedule_read_to_end(uint32_t slot) {
+  FileTask& task = tasks_[slot];
+  if (task.chunks_in_flight != 0 || task.end_of_file || task.error != 0 || task.cancelled) return;
+  BufferSlot buffer = pool_.checkout();
+  if (!buffer) {
+    task.parked = true;
+    parked_.push_back(slot);
+    return;
+  }
+  assert(!free_chunks_.empty() && "one chunk per buffer the pool can hold");
+  const uint32_t index = free_chunks_.back();
+  free_chunks_.pop_back();
+  Chunk& chunk = chunks_[index];
+  chunk.active = true;
+  chunk.task = slot;
+  chunk.offset = task.next_offset;
+  chunk.length = 0;  // known once read
+  chunk.requested = buffer.size();
+  chunk.done = 0;
+  chunk.writing = false;
+  chunk.refusals = 0;
+  chunk.slot = std::move(buffer);
+  ++task.chunks_in_flight;
+  Request read = Request::read(task.source_fd, chunk.slot.data(), chunk.requested, chunk.offset,
+                               chunk.slot.fixed_index());
+  read.user_data = make_user_data(Tag::chunk, index, kChunkRead);
+  submit(read);
 }
 
 // Pieces that skip the buffer pool, one at a time per file: a write from the
@@ -1774,6 +2057,14 @@ void Engine::schedule_unbuffered(uint32_t slot) {
   if (task.chunks_in_flight != 0 || task.error != 0 || task.cancelled) return;
   const uint64_t end = task.extents.empty() ? 0 : task.extents.front().second;
   if (task.next_offset >= end) return;
+  ++task.chunks_in_flight;
+  submit(unbuffered_piece(slot));
+}
+
+// The piece at the task's next offset.
+Request Engine::unbuffered_piece(uint32_t slot) {
+  FileTask& task = tasks_[slot];
+  const uint64_t end = task.extents.front().second;
   uint64_t length = std::min(kUnbufferedPieceBytes, end - task.next_offset);
   Request piece;
   if (task.mapping != nullptr) {
@@ -1787,8 +2078,7 @@ void Engine::schedule_unbuffered(uint32_t slot) {
     piece = Request::copy_file_range(task.source_fd, task.target_fd, task.next_offset, length);
   }
   piece.user_data = make_user_data(Tag::file, slot, kUnbufferedPiece);
-  ++task.chunks_in_flight;
-  submit(piece);
+  return piece;
 }
 
 void Engine::on_unbuffered_completion(uint32_t slot, int64_t result) {
@@ -1796,8 +2086,15 @@ void Engine::on_unbuffered_completion(uint32_t slot, int64_t result) {
   DirNode* dir = task.dir;
   --task.chunks_in_flight;
   const bool mapped = task.mapping != nullptr;
+  if (result == -EAGAIN && !task.cancelled && task.error == 0) {
+    // The same piece again, after a pause.
+    ++task.chunks_in_flight;
+    resubmit_later(unbuffered_piece(slot), ++task.refusals);
+    return;
+  }
+  if (result != -EAGAIN) task.refusals = 0;
   if (result == -EINTR || result == -EAGAIN) {
-    // The same piece again.
+    // The same piece again (EAGAIN: once the copy is stopped, not at all).
   } else if (!mapped && (result == -EXDEV || result == -EINVAL || result == -EOPNOTSUPP || result == -ENOSYS)) {
     // This pair of files cannot be copied in the kernel (e.g. across
     // filesystems): the rest goes through the buffers.
@@ -1847,7 +2144,7 @@ void Engine::retry_parked() {
   // A parked task is retried only when a buffer is free: checkout() is called
   // once per piece of work that can go, never in a spin.
   for (size_t n = parked_.size(); n > 0 && !parked_.empty(); --n) {
-    if (free_chunks_.empty() || pool_.in_use() >= pool_.buffer_count() || pool_.resize_pending()) break;
+    if (free_chunks_.empty() || !pool_.can_checkout() || pool_.resize_pending()) break;
     const uint32_t slot = parked_.front();
     parked_.pop_front();
     FileTask& task = tasks_[slot];
@@ -1958,10 +2255,15 @@ void Engine::run(const std::vector<CopyRoot>& roots) {
     walk_some();
     finalize_directories();
     retry_parked();
+    submit_due_requests();
     flush_overflow();
     pool_.apply_pending_resize();
     if (backend_.in_flight() != 0 || !overflow_.empty()) {
       reap_and_dispatch(1);
+      continue;
+    }
+    if (!deferred_.empty()) {
+      sleep_until_a_request_is_due();
       continue;
     }
     // Nothing in flight.

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #ifdef RINGIO_HAVE_SECCOMP
@@ -30,6 +31,7 @@
 #include <thread>
 
 #include "faults/fault_tree.hpp"
+#include "ringio/copy.hpp"
 #include "support/test_util.hpp"
 
 namespace ringio::test {
@@ -335,6 +337,49 @@ TEST_F(RealFaultsKill, sigterm_exits_3_and_removes_temporaries) {
     EXPECT_TRUE(problems.empty()) << "after SIGTERM at " << fraction * 100 << "%:\n" << join_lines(problems);
   }
   ASSERT_GE(landed, 1) << "the copy was too fast to be interrupted";
+}
+
+// Replacing existing files with the uring engine (named temporaries, marked,
+// renamed over the old files), interrupted 0.2 s in by SIGINT or SIGTERM:
+// no file under its final name keeps the temporary marker, and the
+// directories lose their replacement marker.
+TEST(RealFaultsInterrupt, no_published_file_keeps_the_temporary_marker) {
+  int setup_errno = 0;
+  if (!raw_io_uring_setup_works(&setup_errno)) GTEST_SKIP() << "io_uring_setup fails: " << strerror(setup_errno);
+  TempDir dir;
+  const std::string src = dir / "src", dst = dir / "dst";
+  mkdir(src.c_str(), 0755);
+  for (int i = 0; i < 400; ++i) write_bytes(src + "/f" + std::to_string(i), size_t(i * 53 % 20000), uint64_t(i));
+  for (int i = 0; i < 3; ++i) write_bytes(src + "/big" + std::to_string(i), 40 << 20, uint64_t(1000 + i));
+  int landed = 0;
+  for (const int signal_number : {SIGINT, SIGTERM, SIGINT}) {
+    // Older content at every destination name.
+    remove_tree(dst);
+    ASSERT_EQ(run({"cp", "-a", src, dst}, dir.path()).exit_code, 0);
+    for (const auto& [path, entry] : snapshot_tree(dst)) {
+      if (!S_ISREG(entry.mode)) continue;
+      const int fd = open((dst + "/" + path).c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+      ASSERT_GE(fd, 0);
+      ASSERT_EQ(write(fd, "old", 3), 3);
+      close(fd);
+    }
+    Child child({kRingcp, "-a", "--engine=uring", src + "/.", dst}, dir.path());
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (!child.running()) continue;
+    ASSERT_EQ(kill(child.pid(), signal_number), 0);
+    const Outcome o = child.wait();
+    ++landed;
+    EXPECT_EQ(o.exit_code, 3) << strsignal(signal_number) << ": " << describe(o);
+    std::vector<std::string> marked;
+    if (getxattr(dst.c_str(), kReplacingXattr, nullptr, 0) >= 0) marked.push_back(". (" + std::string(kReplacingXattr) + ")");
+    for (const auto& [path, entry] : snapshot_tree(dst)) {
+      if (S_ISREG(entry.mode) && getxattr((dst + "/" + path).c_str(), kTempMarkerXattr, nullptr, 0) >= 0)
+        marked.push_back(path);
+    }
+    EXPECT_TRUE(marked.empty()) << "after " << strsignal(signal_number) << ", marked:\n" << join_lines(marked);
+    EXPECT_TRUE(find_temporaries(dst).empty()) << join_lines(find_temporaries(dst));
+  }
+  ASSERT_GE(landed, 1) << "the copy was too fast to be interrupted 0.2 s in";
 }
 
 // ------------------------------------------------------------ seccomp --

@@ -34,6 +34,7 @@
 #include "integration/process.hpp"
 #include "integration/tree_compare.hpp"
 #include "integration/tree_fixture.hpp"
+#include "ringio/copy.hpp"
 #include "support/test_util.hpp"
 
 #ifndef RINGCP_PATH
@@ -983,6 +984,208 @@ TEST_P(RingcpInterrupt, sigint_leaves_only_complete_files_and_a_rerun_finishes) 
   EXPECT_EQ(rerun.exit_code, 0) << rerun.describe();
   const auto differences = compare_scans(source, scan_tree(dst));
   EXPECT_TRUE(differences.empty()) << "after the rerun: " << format_differences(differences);
+}
+
+// ------------------------------------------- files of unknown size --
+
+// Pseudo files report a size of 0 (procfs) or a page without blocks
+// (sysfs) and make their content on read: copied to their end, as cat and
+// GNU cp read them, never an empty copy or a "shrank" error.
+TEST_P(RingcpTree, files_of_unknown_size_are_read_to_their_end) {
+  const std::vector<std::string> stable = {"/proc/version", "/sys/devices/system/cpu/online",
+                                           "/sys/kernel/mm/transparent_hugepage/enabled"};
+  int compared = 0;
+  for (const std::string& source : stable) {
+    if (access(source.c_str(), R_OK) != 0) continue;
+    const std::string copy = tmp_ / ("copy" + std::to_string(compared));
+    const std::string by_cp = tmp_ / ("cp" + std::to_string(compared));
+    ++compared;
+    const RunResult result = ringcp({source, copy});
+    EXPECT_EQ(result.exit_code, 0) << source << ": " << result.describe();
+    const std::string content = read_text(source);
+    ASSERT_FALSE(content.empty()) << source;
+    EXPECT_EQ(read_text(copy), content) << source;
+    ASSERT_EQ(run_process({"cp", source, by_cp}).exit_code, 0) << source;
+    EXPECT_EQ(read_text(copy), read_text(by_cp)) << source << ": ringcp and GNU cp differ";
+  }
+  EXPECT_GE(compared, 2);
+  // Content that changes between reads: only that something is copied.
+  const RunResult result = ringcp({"/proc/self/status", tmp_ / "status"});
+  EXPECT_EQ(result.exit_code, 0) << result.describe();
+  EXPECT_NE(read_text(tmp_ / "status").find("Name:"), std::string::npos);
+}
+
+// --------------------------------------------- temporary markers --
+
+bool has_xattr(const std::string& path, const char* name) {
+  return lgetxattr(path.c_str(), name, nullptr, 0) >= 0;
+}
+
+// Paths under `root` (itself included) that carry attribute `name`.
+std::vector<std::string> carrying(const std::string& root, const char* name) {
+  std::vector<std::string> found;
+  if (has_xattr(root, name)) found.push_back(root);
+  for (const auto& [path, entry] : scan_tree(root)) {
+    if (entry.type != S_IFLNK && has_xattr(root + "/" + path, name)) found.push_back(path);
+  }
+  return found;
+}
+
+// A source that carries ringcp's markers (a copy of a tree a killed run
+// left marked): -a copies every other attribute, never the markers.
+TEST_P(RingcpUpdate, archive_never_copies_the_temporary_markers) {
+  const std::string src = tmp_ / "src";
+  const std::string dst = tmp_ / "dst";
+  make_dir(src);
+  write_text(src + "/file", "data\n");
+  set_xattr(src + "/file", kTempMarkerXattr, "1");
+  set_xattr(src + "/file", "user.kept", "yes");
+  set_xattr(src, kReplacingXattr, "1");
+  set_xattr(src, "user.kept", "yes");
+  const RunResult result = ringcp({"-a", src, dst});
+  ASSERT_EQ(result.exit_code, 0) << result.describe();
+  EXPECT_TRUE(carrying(dst, kTempMarkerXattr).empty()) << joined(carrying(dst, kTempMarkerXattr));
+  EXPECT_TRUE(carrying(dst, kReplacingXattr).empty()) << joined(carrying(dst, kReplacingXattr));
+  EXPECT_TRUE(has_xattr(dst + "/file", "user.kept"));
+  EXPECT_TRUE(has_xattr(dst, "user.kept"));
+}
+
+// What a run killed between renaming a marked replacement over its final
+// name and removing the marker leaves (the window SIGKILL can hit): the
+// marker on final names, and the directory's replacement marker. The next
+// run removes them, also when it skips the unchanged files.
+TEST_P(RingcpUpdate, rerun_after_a_kill_removes_markers_from_final_names) {
+  const std::string src = tmp_ / "src";
+  const std::string dst = tmp_ / "dst";
+  build_small_tree(src);
+  write_text(tmp_ / "single", "single\n");
+  ASSERT_EQ(ringcp({"-a", src + "/.", dst}).exit_code, 0);
+  ASSERT_EQ(ringcp({"-a", tmp_ / "single", tmp_ / "single-copy"}).exit_code, 0);
+  std::vector<std::string> marked;
+  for (const auto& [path, entry] : scan_tree(dst)) {
+    if (entry.type == S_IFREG && marked.size() < 3) marked.push_back(dst + "/" + path);
+  }
+  ASSERT_FALSE(marked.empty());
+  for (const std::string& path : marked) {
+    set_xattr(path, kTempMarkerXattr, "1");
+    set_xattr(path.substr(0, path.rfind('/')), kReplacingXattr, "1");
+  }
+  set_xattr(tmp_ / "single-copy", kTempMarkerXattr, "1");
+  set_xattr(tmp_.path(), kReplacingXattr, "1");
+
+  RunResult result = ringcp({"-a", "--skip-unchanged", src + "/.", dst});
+  ASSERT_EQ(result.exit_code, 0) << result.describe();
+  EXPECT_TRUE(carrying(dst, kTempMarkerXattr).empty()) << joined(carrying(dst, kTempMarkerXattr));
+  EXPECT_TRUE(carrying(dst, kReplacingXattr).empty()) << joined(carrying(dst, kReplacingXattr));
+  // A single file replaced in place: its directory is the destination's parent.
+  result = ringcp({"-a", "--skip-unchanged", tmp_ / "single", tmp_ / "single-copy"});
+  ASSERT_EQ(result.exit_code, 0) << result.describe();
+  EXPECT_FALSE(has_xattr(tmp_ / "single-copy", kTempMarkerXattr));
+  EXPECT_FALSE(has_xattr(tmp_.path(), kReplacingXattr));
+  const auto differences = compare_trees(src, dst);
+  EXPECT_TRUE(differences.empty()) << format_differences(differences);
+}
+
+// The real window: ringcp (posix engine, whose renames are system calls)
+// is killed by SIGKILL right after renaming a marked replacement over its
+// final name. The file keeps its marker, and its directory says so; the
+// next run, skipping the unchanged file, removes both.
+TEST_F(RingcpCli, sigkill_right_after_a_replacing_rename_is_cleaned_by_the_next_run) {
+  const std::string src = tmp_ / "src";
+  const std::string dst = tmp_ / "dst";
+  make_dir(src);
+  write_text(src + "/file", "new content\n");
+  make_dir(dst);
+  write_text(dst + "/file", "old\n");
+  RunOptions options;
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  // LeakSanitizer cannot stop the world in a traced process.
+  options.env = {std::string("ASAN_OPTIONS=") + (asan != nullptr ? std::string(asan) + ":" : "") + "detect_leaks=0"};
+  bool killed = false;
+  auto on_syscall = [&](const SyscallStop& stop) {
+    const bool renamed = !stop.entry && (stop.nr == SYS_renameat || stop.nr == SYS_renameat2) && stop.rval == 0;
+    if (!renamed || killed) return;
+    killed = kill(stop.pid, SIGKILL) == 0;
+  };
+  std::string trace_error;
+  const RunResult result =
+      run_traced({kRingcp, "--engine=posix", "-a", src + "/.", dst}, options, on_syscall, &trace_error);
+  // Killed while stopped, the child cannot be resumed: the tracer says so.
+  if (!killed && !trace_error.empty()) GTEST_SKIP() << "cannot trace ringcp here: " << trace_error;
+  ASSERT_TRUE(killed) << "no rename seen: " << result.describe();
+  EXPECT_EQ(result.signal, SIGKILL) << result.describe();
+  EXPECT_EQ(read_text(dst + "/file"), "new content\n");
+  EXPECT_TRUE(has_xattr(dst + "/file", kTempMarkerXattr)) << "the kill missed the window";
+  EXPECT_TRUE(has_xattr(dst, kReplacingXattr)) << "a marked file reached a final name unannounced";
+
+  const RunResult rerun = ringcp({"-a", "--skip-unchanged", "--stats=json", src + "/.", dst});
+  ASSERT_EQ(rerun.exit_code, 0) << rerun.describe();
+  EXPECT_EQ(number(parse_stats(rerun), "/skipped"), 1u) << rerun.out;
+  EXPECT_FALSE(has_xattr(dst + "/file", kTempMarkerXattr));
+  EXPECT_FALSE(has_xattr(dst, kReplacingXattr));
+}
+
+// ------------------------------------------- extended attributes --
+
+// Runs `script` in a private mount namespace with a fresh filesystem of
+// `type` mounted on `mount_point`; exit 99 when that mount is impossible.
+RunResult in_private_mount(const std::string& type, const std::string& mount_point, const std::string& script) {
+  return run_process({"unshare", "-m", "sh", "-c",
+                      "mount -t " + type + " none '" + mount_point + "' || exit 99; " + script});
+}
+
+// ramfs has no user.* attributes (EOPNOTSUPP) but O_TMPFILE: each refused
+// attribute is one error line naming it and the file; the files and their
+// data are copied, the exit status says not everything was.
+TEST_P(RingcpErrors, attributes_the_destination_refuses_are_reported) {
+  if (geteuid() != 0 || !exists("/usr/bin/unshare")) GTEST_SKIP() << "needs root and unshare";
+  const std::string src = tmp_ / "src";
+  const std::string mnt = tmp_ / "mnt";
+  make_dir(src);
+  make_dir(src + "/sub");
+  make_dir(mnt);
+  write_text(src + "/sub/file", "content\n");
+  set_xattr(src + "/sub/file", "user.note", "file note");
+  set_xattr(src + "/sub", "user.dirnote", "dir note");
+  const RunResult result = in_private_mount(
+      "ramfs", mnt,
+      "'" + kRingcp + "' " + engine_flag() + " -a '" + src + "' '" + mnt + "/dst'; rc=$?; " +
+          "cat '" + mnt + "/dst/sub/file' || exit 98; ls -a '" + mnt + "/dst/sub'; exit $rc");
+  if (result.exit_code == 99) GTEST_SKIP() << "cannot mount ramfs: " << result.describe();
+  EXPECT_EQ(result.exit_code, 2) << result.describe();
+  EXPECT_TRUE(has_line(result.err, "ringcp: failed to preserve extended attribute 'user.note' for '" + mnt +
+                                       "/dst/sub/file': Operation not supported"))
+      << result.describe();
+  EXPECT_TRUE(has_line(result.err, "ringcp: failed to preserve extended attribute 'user.dirnote' for '" + mnt +
+                                       "/dst/sub': Operation not supported"))
+      << result.describe();
+  EXPECT_EQ(lines_of(result.err).size(), 2u) << result.describe();
+  EXPECT_NE(result.out.find("content\n"), std::string::npos) << result.describe();
+  EXPECT_EQ(result.out.find(".ringcp-"), std::string::npos) << "a temporary was left: " << result.describe();
+}
+
+// A value larger than the destination can hold (8 KiB; ext4 without
+// ea_inode keeps attributes within one block): ENOSPC or E2BIG, reported.
+TEST_P(RingcpErrors, an_attribute_value_too_large_for_the_destination_is_reported) {
+  // tmpfs holds large user.* values (Linux 6.6+); the disk filesystem of
+  // the scratch directory may not.
+  test::TempDir source_dir("/dev/shm");
+  const std::string src = source_dir / "file";
+  const std::string dst = tmp_ / "copy";
+  write_text(src, "content\n");
+  const std::string value(8192, 'v');
+  if (setxattr(src.c_str(), "user.big", value.data(), value.size(), 0) != 0)
+    GTEST_SKIP() << "/dev/shm refuses an 8 KiB attribute: " << std::strerror(errno);
+  write_text(tmp_ / "probe", "");
+  if (setxattr((tmp_ / "probe").c_str(), "user.big", value.data(), value.size(), 0) == 0)
+    GTEST_SKIP() << "the scratch filesystem holds 8 KiB attributes (ea_inode)";
+  const std::string refusal = std::strerror(errno);
+  const RunResult result = ringcp({"-a", src, dst});
+  EXPECT_EQ(result.exit_code, 2) << result.describe();
+  EXPECT_TRUE(has_line(result.err, "ringcp: failed to preserve extended attribute 'user.big' for '" + dst + "': " +
+                                       refusal))
+      << result.describe();
+  EXPECT_EQ(read_text(dst), "content\n");
 }
 
 // ------------------------------------------------------ 7. bad input --

@@ -389,6 +389,7 @@ class Engine {
   void on_chunk_completion(uint32_t chunk_index, uint16_t what, int64_t result);
   void schedule_unbuffered(uint32_t slot);
   void schedule_read_to_end(uint32_t slot);
+  bool start_chunk_read(uint32_t slot, uint64_t length, bool ask_more);
   Request unbuffered_piece(uint32_t slot);
   void resubmit_later(const Request& request, uint32_t refusals_in_a_row);
   void submit_due_requests();
@@ -1902,37 +1903,47 @@ void Engine::schedule_chunks(uint32_t slot) {
       ++task.extent_index;
       continue;
     }
-    // One checkout per piece of work that is ready: a miss (counted by the
-    // pool) parks the file until a completion gives a buffer back.
-    BufferSlot buffer = pool_.checkout();
-    if (!buffer) {
-      task.parked = true;
-      parked_.push_back(slot);
-      return;
-    }
-    assert(!free_chunks_.empty() && "one chunk per buffer the pool can hold");
-    const uint32_t index = free_chunks_.back();
-    free_chunks_.pop_back();
-    Chunk& chunk = chunks_[index];
-    chunk.active = true;
-    chunk.task = slot;
-    chunk.offset = task.next_offset;
-    chunk.length = static_cast<uint32_t>(std::min<uint64_t>(buffer.size(), extent_end - task.next_offset));
-    const bool last = chunk.offset + chunk.length == task.source_stat.stx_size;
     // The last read asks for a whole buffer: more bytes than expected means
     // the file grew while it was copied.
-    chunk.requested = last && task.extents.size() == 1 ? buffer.size() : chunk.length;
-    chunk.done = 0;
-    chunk.writing = false;
-    chunk.refusals = 0;
-    chunk.slot = std::move(buffer);
-    task.next_offset += chunk.length;
-    ++task.chunks_in_flight;
-    Request read = Request::read(task.source_fd, chunk.slot.data(), chunk.requested, chunk.offset,
-                                 chunk.slot.fixed_index());
-    read.user_data = make_user_data(Tag::chunk, index, kChunkRead);
-    submit(read);
+    const uint64_t length = std::min<uint64_t>(pool_.buffer_size(), extent_end - task.next_offset);
+    const bool last = task.next_offset + length == task.source_stat.stx_size;
+    const bool ask_more = last && task.extents.size() == 1;
+    if (!start_chunk_read(slot, length, ask_more)) return;
+    task.next_offset += length;
   }
+}
+
+// One checkout per piece of work that is ready: a miss (counted by the pool)
+// parks the file until a completion gives a buffer back. Otherwise a chunk
+// reads `length` bytes (0: unknown, as much as a buffer holds) at the
+// task's next offset, asking for a whole buffer when `ask_more`.
+bool Engine::start_chunk_read(uint32_t slot, uint64_t length, bool ask_more) {
+  FileTask& task = tasks_[slot];
+  BufferSlot buffer = pool_.checkout();
+  if (!buffer) {
+    task.parked = true;
+    parked_.push_back(slot);
+    return false;
+  }
+  assert(!free_chunks_.empty() && "one chunk per buffer the pool can hold");
+  const uint32_t index = free_chunks_.back();
+  free_chunks_.pop_back();
+  Chunk& chunk = chunks_[index];
+  chunk.active = true;
+  chunk.task = slot;
+  chunk.offset = task.next_offset;
+  chunk.length = static_cast<uint32_t>(length);
+  chunk.requested = ask_more || length == 0 ? buffer.size() : chunk.length;
+  chunk.done = 0;
+  chunk.writing = false;
+  chunk.refusals = 0;
+  chunk.slot = std::move(buffer);
+  ++task.chunks_in_flight;
+  Request read = Request::read(task.source_fd, chunk.slot.data(), chunk.requested, chunk.offset,
+                               chunk.slot.fixed_index());
+  read.user_data = make_user_data(Tag::chunk, index, kChunkRead);
+  submit(read);
+  return true;
 }
 
 void Engine::on_chunk_completion(uint32_t index, uint16_t what, int64_t result) {
@@ -2023,30 +2034,7 @@ void Engine::on_chunk_completion(uint32_t index, uint16_t what, int64_t result) 
 void Engine::schedule_read_to_end(uint32_t slot) {
   FileTask& task = tasks_[slot];
   if (task.chunks_in_flight != 0 || task.end_of_file || task.error != 0 || task.cancelled) return;
-  BufferSlot buffer = pool_.checkout();
-  if (!buffer) {
-    task.parked = true;
-    parked_.push_back(slot);
-    return;
-  }
-  assert(!free_chunks_.empty() && "one chunk per buffer the pool can hold");
-  const uint32_t index = free_chunks_.back();
-  free_chunks_.pop_back();
-  Chunk& chunk = chunks_[index];
-  chunk.active = true;
-  chunk.task = slot;
-  chunk.offset = task.next_offset;
-  chunk.length = 0;  // known once read
-  chunk.requested = buffer.size();
-  chunk.done = 0;
-  chunk.writing = false;
-  chunk.refusals = 0;
-  chunk.slot = std::move(buffer);
-  ++task.chunks_in_flight;
-  Request read = Request::read(task.source_fd, chunk.slot.data(), chunk.requested, chunk.offset,
-                               chunk.slot.fixed_index());
-  read.user_data = make_user_data(Tag::chunk, index, kChunkRead);
-  submit(read);
+  start_chunk_read(slot, 0, true);
 }
 
 // Pieces that skip the buffer pool, one at a time per file: a write from the

@@ -961,7 +961,7 @@ void Engine::finalize(DirNode* dir) {
     if (options_.preserve.ownership) {
       const int64_t rc = sync_op(Request::fchownat(dir->target_fd, "", st.stx_uid, st.stx_gid, AT_EMPTY_PATH));
       if (rc < 0 && !is_attribute_not_kept(int(-rc)))
-      error("failed to preserve ownership for " + quote_name(display) + ": " + errno_text(int(-rc)));
+        error("failed to preserve ownership for " + quote_name(display) + ": " + errno_text(int(-rc)));
     }
     if (options_.preserve.xattr) copy_directory_attributes(dir);
     if (dir->created || options_.preserve.mode) {

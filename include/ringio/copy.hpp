@@ -127,7 +127,8 @@ std::string quote_name(const std::string& name);
 std::string escape_invalid_utf8(const std::string& text);
 
 // Marker xattr on named temporaries (replacements, filesystems without
-// O_TMPFILE): a later run removes a temporary only when it carries it.
+// O_TMPFILE): a later run removes a temporary only when it carries it, or,
+// on a filesystem without xattrs, when its name's check characters match.
 inline constexpr const char* kTempMarkerXattr = "user.ringcp.partial";
 // On a destination directory while a marked file may be under its final
 // name there (between a rename over an existing file and the marker's

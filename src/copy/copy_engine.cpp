@@ -121,6 +121,32 @@ bool holds_files_of_unknown_size(int dirfd) {
   }
 }
 
+// A named temporary is ".ringcp-" + 8 random characters + 4 that check
+// them (a hash keyed with ringcp's own seed) + ".tmp". The check is the
+// marker where a filesystem keeps no xattrs (vfat, exFAT): a temporary a
+// killed run left there can still be told from a file that merely looks
+// like one (1 in 36^4 would pass by chance).
+constexpr char kTempAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+constexpr size_t kTempRandomChars = 8;
+constexpr size_t kTempCheckChars = 4;
+constexpr const char* kTempSuffix = ".tmp";
+
+std::string temp_name_check(std::string_view random) {
+  uint64_t hash = XXH3_64bits_withSeed(random.data(), random.size(), 0x72696e67637074ull /* "ringcpt" */);
+  std::string check;
+  for (size_t i = 0; i < kTempCheckChars; ++i, hash /= 36) check += kTempAlphabet[hash % 36];
+  return check;
+}
+
+bool is_checked_temp_name(std::string_view name) {
+  const std::string_view prefix = kTempPrefix, suffix = kTempSuffix;
+  if (name.size() != prefix.size() + kTempRandomChars + kTempCheckChars + suffix.size() ||
+      !name.starts_with(prefix) || !name.ends_with(suffix))
+    return false;
+  const std::string_view random = name.substr(prefix.size(), kTempRandomChars);
+  return name.substr(prefix.size() + kTempRandomChars, kTempCheckChars) == temp_name_check(random);
+}
+
 // ringcp's own attributes (the temporary marker, the directory's
 // replacement marker) are never copied: a copy of a file a killed run left
 // marked would carry the marker on.
@@ -551,10 +577,9 @@ uint32_t Engine::target_mode(const struct statx& st) const {
 }
 
 std::string Engine::random_temp_name() {
-  static const char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-  std::string name = kTempPrefix;
-  for (int i = 0; i < 12; ++i) name += kAlphabet[random_() % 36];
-  return name + ".tmp";
+  std::string random;
+  for (size_t i = 0; i < kTempRandomChars; ++i) random += kTempAlphabet[random_() % 36];
+  return kTempPrefix + random + temp_name_check(random) + kTempSuffix;
 }
 
 bool Engine::excluded(const std::string& relative, bool is_dir) const {
@@ -1049,7 +1074,11 @@ void Engine::remove_stale_temporaries(DirNode* dir) {
     if (!temporary && (!replacing || (entry->d_type != DT_REG && entry->d_type != DT_UNKNOWN))) continue;
     const int file = openat(dir->target_fd, entry->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (file < 0) continue;
-    if (has_attribute(file, kTempMarkerXattr)) {
+    const bool marked = fgetxattr(file, kTempMarkerXattr, nullptr, 0) >= 0;
+    // Without xattrs on this filesystem the name's check is the marker.
+    if (!marked && temporary && errno == EOPNOTSUPP && is_checked_temp_name(entry->d_name)) {
+      stale.emplace_back(entry->d_name);
+    } else if (marked) {
       if (temporary) {
         stale.emplace_back(entry->d_name);
       } else if (const int code = remove_marker(file, kTempMarkerXattr); code != 0) {

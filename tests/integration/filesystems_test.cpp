@@ -25,8 +25,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -474,6 +480,50 @@ TEST_P(FilesystemsFat, archive_copy_names_the_entries_cp_names) {
   for (const auto& [path, entry] : ringcp_scan)
     if (!cp_scan.count(path) && !cp_lost.count(path)) differences.push_back(path + ": only ringcp made it");
   expect_no_differences(differences);
+}
+
+TEST_P(FilesystemsFat, a_temporary_left_by_a_killed_run_is_removed_by_the_next_run) {
+  // No xattrs here, so no marker: the temporary's name carries the check
+  // (ringcp.1). The run is killed once a temporary exists; the next run
+  // removes it, and keeps a file that only looks like one.
+  MOUNT_OR_SKIP(fs, GetParam());
+  RecordProperty("driver", fs.driver());
+  Scratch tmp;
+  const std::string src = tmp / "src", copy = fs / "copy";
+  ASSERT_EQ(mkdir(src.c_str(), 0755), 0);
+  write_bytes(src + "/big", test::random_bytes(48 << 20, 901));
+  for (int i = 0; i < 20; ++i) write_text(src + "/small" + std::to_string(i), "small " + std::to_string(i) + "\n");
+  ASSERT_EQ(mkdir(copy.c_str(), 0755), 0);
+  const std::string lookalike = ".ringcp-aaaaaaaaaaaa.tmp";
+  write_text(copy + "/" + lookalike, "not ringcp's\n");
+
+  const pid_t pid = fork();
+  if (pid == 0) test::exec_argv({kRingcp, "-a", src + "/.", copy});
+  ASSERT_GT(pid, 0);
+  std::string temporary;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (temporary.empty() && std::chrono::steady_clock::now() < deadline) {
+    if (DIR* dir = opendir(copy.c_str())) {
+      while (dirent* entry = readdir(dir)) {
+        const std::string name = entry->d_name;
+        if (name.rfind(".ringcp-", 0) == 0 && name != lookalike) temporary = name;
+      }
+      closedir(dir);
+    }
+    if (temporary.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_FALSE(temporary.empty()) << "no temporary appeared in 30 s";
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before the kill: nothing was left to clean";
+  ASSERT_EQ(access((copy + "/" + temporary).c_str(), F_OK), 0) << temporary << " is gone already";
+
+  const RunResult rerun = ringcp({"-a", src + "/.", copy});
+  EXPECT_EQ(rerun.exit_code, 0) << rerun.describe();
+  EXPECT_EQ(access((copy + "/" + temporary).c_str(), F_OK), -1) << temporary << " was left behind";
+  EXPECT_EQ(access((copy + "/" + lookalike).c_str(), F_OK), 0) << "a file that only looks like a temporary was removed";
+  EXPECT_EQ(test::read_file(copy + "/big"), test::read_file(src + "/big"));
 }
 
 TEST_P(FilesystemsFat, as_source_copies_everything_to_ext4) {

@@ -51,16 +51,16 @@ KernelSupport probe_kernel() {
   io_uring ring{};
   io_uring_params params{};
   int rc = -ENOMEM;
-  // A ring the budget cannot hold is refused without asking the kernel (and
-  // without waiting out the ENOMEM allowance).
-  if (ring_pinned_bytes(uring::kMinRingEntries, 2 * uring::kMinRingEntries) <=
-      PinnedMemoryBudget::process().available_bytes()) {
-    for (unsigned flags : kProbeFlags) {
-      params = io_uring_params{};
-      params.flags = flags;
-      rc = uring::queue_init_retrying_enomem(uring::kMinRingEntries, &ring, &params);
-      if (rc != -EINVAL) break;
-    }
+  // Where the budget cannot hold even this ring, an ENOMEM is final at once
+  // instead of waited out (a kernel that does not charge rings takes it).
+  const bool may_fit = ring_pinned_bytes(uring::kMinRingEntries, 2 * uring::kMinRingEntries) <=
+                       PinnedMemoryBudget::process().available_bytes();
+  for (unsigned flags : kProbeFlags) {
+    params = io_uring_params{};
+    params.flags = flags;
+    rc = may_fit ? uring::queue_init_retrying_enomem(uring::kMinRingEntries, &ring, &params)
+                 : io_uring_queue_init_params(uring::kMinRingEntries, &ring, &params);
+    if (rc != -EINVAL) break;
   }
   if (rc < 0) {
     support.setup_errno = -rc;

@@ -18,7 +18,8 @@ using Clock = std::chrono::steady_clock;
 constexpr std::chrono::nanoseconds kEnomemAllowance = std::chrono::milliseconds(200);
 constexpr std::chrono::nanoseconds kEnomemPoll = std::chrono::milliseconds(2);
 
-// What is left of the process's ENOMEM allowance.
+// How much of the process's ENOMEM allowance is spent (it never refills:
+// 200 ms in all, however many rings the process sets up).
 std::atomic<int64_t> g_enomem_waited_ns{0};
 
 // Pinned bytes of a ring asked for with `entries` (the kernel rounds up to a
@@ -69,35 +70,38 @@ Result<std::unique_ptr<Ring>> Ring::create(const IoConfig& config, const KernelS
   int last_error = -ENOMEM;
   std::string sqpoll_refusal;
   for (;;) {
-    if (ring_bytes_for(entries) <= budget.available_bytes()) {
-      for (unsigned flags : candidates) {
-        io_uring ring{};
-        io_uring_params params{};
-        params.flags = flags;
-        if (flags & IORING_SETUP_SQPOLL) params.sq_thread_idle = config.sqpoll_idle_ms;
-        const int rc = queue_init_retrying_enomem(entries, &ring, &params);
-        if (rc == 0) {
-          std::unique_ptr<Ring> created(new Ring());
-          created->ring_ = ring;
-          created->setup_flags_ = flags;
-          created->sq_entries_ = params.sq_entries;
-          created->cq_entries_ = params.cq_entries;
-          if (config.sqpoll && !(flags & IORING_SETUP_SQPOLL)) created->fallback_note_ = sqpoll_refusal;
-          if (entries != asked) {
-            if (!created->fallback_note_.empty()) created->fallback_note_ += "; ";
-            created->fallback_note_ += std::to_string(params.sq_entries) + " entries instead of " +
-                                       std::to_string(asked) + ": " + budget.source();
-          }
-          return created;
+    // Where the budget cannot hold this size, the kernel is still asked (a
+    // kernel that does not charge rings takes it), but an ENOMEM is final at
+    // once instead of waited out.
+    const bool may_fit = ring_bytes_for(entries) <= budget.available_bytes();
+    for (unsigned flags : candidates) {
+      io_uring ring{};
+      io_uring_params params{};
+      params.flags = flags;
+      if (flags & IORING_SETUP_SQPOLL) params.sq_thread_idle = config.sqpoll_idle_ms;
+      const int rc = may_fit ? queue_init_retrying_enomem(entries, &ring, &params)
+                             : io_uring_queue_init_params(entries, &ring, &params);
+      if (rc == 0) {
+        std::unique_ptr<Ring> created(new Ring());
+        created->ring_ = ring;
+        created->setup_flags_ = flags;
+        created->sq_entries_ = params.sq_entries;
+        created->cq_entries_ = params.cq_entries;
+        if (config.sqpoll && !(flags & IORING_SETUP_SQPOLL)) created->fallback_note_ = sqpoll_refusal;
+        if (entries != asked) {
+          if (!created->fallback_note_.empty()) created->fallback_note_ += "; ";
+          created->fallback_note_ += std::to_string(params.sq_entries) + " entries instead of " +
+                                     std::to_string(asked) + ": " + budget.source();
         }
-        last_error = rc;
-        if (flags & IORING_SETUP_SQPOLL) sqpoll_refusal = std::string("SQPOLL refused: ") + std::strerror(-rc);
-        // Only a refused flag is worth another try; ENOMEM, EPERM, ENOSYS are
-        // answers about io_uring itself.
-        if (rc != -EINVAL && !(flags & IORING_SETUP_SQPOLL)) break;
+        return created;
       }
-      if (last_error != -ENOMEM) break;
+      last_error = rc;
+      if (flags & IORING_SETUP_SQPOLL) sqpoll_refusal = std::string("SQPOLL refused: ") + std::strerror(-rc);
+      // Only a refused flag is worth another try; ENOMEM, EPERM, ENOSYS are
+      // answers about io_uring itself.
+      if (rc != -EINVAL && !(flags & IORING_SETUP_SQPOLL)) break;
     }
+    if (last_error != -ENOMEM) break;
     if (entries <= kMinRingEntries) break;
     entries = std::max(std::bit_ceil(entries) / 2, kMinRingEntries);
   }

@@ -82,31 +82,44 @@ uint32_t UringBackend::drain_in_flight(std::chrono::milliseconds limit) {
   // requests never complete by themselves (a read from a pipe with no
   // writer), then wait for every completion, cancelled or not (a disk
   // transfer already under way finishes instead), for at most `limit`.
+  // EINTR, ETIME, EAGAIN, EBUSY only delay this; anything else means the
+  // ring itself is gone (EBADF, ENXIO, EOWNERDEAD): nothing more completes.
   io_uring* ring = ring_->get();
   cancelling_ = true;
-  for (uint32_t tag = 0; tag < slots_.size(); ++tag) {
-    if (!slots_[tag].live) continue;
-    io_uring_sqe* sqe = io_uring_get_sqe(ring);
-    if (sqe == nullptr) {
-      io_uring_submit(ring);
-      sqe = io_uring_get_sqe(ring);
-      if (sqe == nullptr) break;
-    }
-    io_uring_prep_cancel64(sqe, tag, 0);
-    io_uring_sqe_set_data64(sqe, kCancelTag);
-  }
   const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (ring_in_flight_ > 0 && std::chrono::steady_clock::now() < deadline) {
+  auto wait_a_little = [&] {
+    // Waits without submitting, so a refused submission cannot turn this
+    // into a spin. The reaped completions are dropped: nobody waits for them.
     __kernel_timespec wait{0, 20'000'000};
     io_uring_cqe* cqe = nullptr;
-    const int rc = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &wait, nullptr);
-    // EINTR, ETIME, EAGAIN, EBUSY: try again. Anything else means the ring
-    // itself is gone (EBADF, ENXIO, EOWNERDEAD): nothing more will complete.
-    if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN && rc != -EBUSY) break;
+    const int rc = io_uring_wait_cqe_timeout(ring, &cqe, &wait);
     Completion scratch[64];
     while (reap_ready(scratch) > 0) {
     }
+    if (rc == -EAGAIN || rc == -EBUSY) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return rc >= 0 || rc == -EINTR || rc == -ETIME || rc == -EAGAIN || rc == -EBUSY;
+  };
+  bool ring_alive = true;
+  for (uint32_t tag = 0; tag < slots_.size() && ring_alive; ++tag) {
+    if (!slots_[tag].live) continue;
+    io_uring_sqe* sqe = io_uring_get_sqe(ring);
+    while (sqe == nullptr && ring_alive && std::chrono::steady_clock::now() < deadline) {
+      // The SQ is full: hand it to the kernel, or wait for room.
+      if (io_uring_submit(ring) <= 0) ring_alive = wait_a_little();
+      sqe = io_uring_get_sqe(ring);
+    }
+    if (sqe == nullptr) break;
+    io_uring_prep_cancel64(sqe, tag, 0);
+    io_uring_sqe_set_data64(sqe, kCancelTag);
   }
+  while (ring_alive && ring_in_flight_ > 0 && std::chrono::steady_clock::now() < deadline) {
+    if (io_uring_sq_ready(ring) != 0) {
+      const int rc = io_uring_submit(ring);
+      if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) break;
+    }
+    ring_alive = wait_a_little();
+  }
+  cancelling_ = false;
   return ring_in_flight_;
 }
 
@@ -226,7 +239,7 @@ bool UringBackend::prepare(const Request& request) {
   io_uring_sqe* sqe = io_uring_get_sqe(ring_->get());
   if (sqe == nullptr) {
     io_uring_submit(ring_->get());
-    unsubmitted_ = 0;
+    unsubmitted_ = io_uring_sq_ready(ring_->get());
     sqe = io_uring_get_sqe(ring_->get());
     if (sqe == nullptr) return false;  // SQPOLL has not caught up: reap, then retry
   }
@@ -269,11 +282,15 @@ int UringBackend::submit_and_reap(std::span<Completion> out, unsigned min_comple
     if (rc == -EAGAIN || rc == -EBUSY) {
       // The kernel cannot take more now (no memory for requests, or
       // completions it could not post yet). Never spin: wait for one of ours
-      // to complete if the kernel has any, or back off for a moment.
+      // to complete if the kernel has any, for as long as the back-off's
+      // pause at most, or sleep that pause.
       const uint32_t in_kernel = ring_in_flight_ - unsubmitted_;
+      const auto pause = std::chrono::duration_cast<std::chrono::nanoseconds>(back_off_.delay).count();
+      __kernel_timespec wait{pause / 1'000'000'000, pause % 1'000'000'000};
       io_uring_cqe* cqe = nullptr;
-      if (in_kernel == 0 || io_uring_wait_cqe(ring, &cqe) < 0) back_off_.wait();
-      back_off_.grow();
+      const int waited = in_kernel == 0 ? -EAGAIN : io_uring_wait_cqe_timeout(ring, &cqe, &wait);
+      if (waited == -EAGAIN || waited == -EBUSY) back_off_.wait();
+      if (waited < 0) back_off_.grow();
     } else if (rc < 0 && rc != -EINTR && rc != -ETIME) {
       return rc;
     } else {
@@ -294,7 +311,9 @@ size_t UringBackend::reap_ready(std::span<Completion> out) {
     if (n == 0) break;
     for (unsigned i = 0; i < n; ++i) {
       const uint64_t tag = io_uring_cqe_get_data64(cqes[i]);
-      if (tag == kCancelTag) continue;  // the cancel request's own completion
+      // A cancel request's own completion, or one of liburing's internal
+      // timeouts (io_uring_wait_cqe_timeout on kernels without EXT_ARG).
+      if (tag == kCancelTag || tag == LIBURING_UDATA_TIMEOUT) continue;
       --ring_in_flight_;
       InFlight& entry = slots_[tag];
       if (entry.fixed) --fixed_in_flight_;
@@ -303,7 +322,6 @@ size_t UringBackend::reap_ready(std::span<Completion> out) {
       if (result == -ECANCELED && !cancelling_) {
         // Nothing of ours cancels it: the kernel could not start an io-wq
         // worker for it (RLIMIT_NPROC) and dropped it unrun. Run it here.
-        counters_.count_direct(entry.request.op);
         result = posix::execute(entry.request);
       }
       out[produced++] = Completion{entry.request.user_data, result};

@@ -40,13 +40,6 @@ class UringBackend final : public Backend, public BufferRegistrar {
 
   int ring_fd() const { return ring_->fd(); }
 
-  // Cancels every request still in flight and waits for their completions,
-  // for at most `limit`; returns how many are still in the kernel's hands.
-  // The destructor does this (kDrainLimit): the ring is closed, and buffer
-  // memory freed, only once the kernel is done with them.
-  uint32_t drain_in_flight(std::chrono::milliseconds limit);
-  static constexpr std::chrono::milliseconds kDrainLimit{10'000};
-
   // The call that enters the kernel: submit, and wait for `wait_for`
   // completions. Tests replace it to make the kernel answer EAGAIN or EBUSY.
   using SubmitFn = int (*)(UringBackend& backend, unsigned wait_for);
@@ -62,6 +55,12 @@ class UringBackend final : public Backend, public BufferRegistrar {
   void prep_sqe(io_uring_sqe* sqe, const Request& request, bool* fixed);
   // Moves the completions the CQ holds (up to out.size()) into `out`.
   size_t reap_ready(std::span<Completion> out);
+  // Cancels every request still in flight and waits for their completions,
+  // for at most `limit`; returns how many are still in the kernel's hands.
+  // The destructor does this (kDrainLimit): the ring is closed, and buffer
+  // memory freed, only once the kernel is done with them.
+  uint32_t drain_in_flight(std::chrono::milliseconds limit);
+  static constexpr std::chrono::milliseconds kDrainLimit{10'000};
 
   struct InFlight {
     Request request;    // kept to run it directly if io-wq could not take it
@@ -69,7 +68,8 @@ class UringBackend final : public Backend, public BufferRegistrar {
     bool live = false;  // submitted (or prepared) and not yet reaped
   };
   // user_data of cancel requests; request tags index slots_.
-  static constexpr uint64_t kCancelTag = ~uint64_t{0};
+  // Not ~0: liburing keeps that (LIBURING_UDATA_TIMEOUT) for its own timeouts.
+  static constexpr uint64_t kCancelTag = ~uint64_t{0} - 1;
 
   // A pause that doubles (1 ms to 64 ms) while the kernel keeps refusing
   // new requests with nothing of ours in flight to wait for.

@@ -248,6 +248,8 @@ enum TeardownVerdict : int {
   kTeardownNoBackend = 10,
   kTeardownFreedWhileInFlight = 11,
   kTeardownPipeByteTaken = 12,
+  kTeardownNothingFreed = 13,  // the memory was abandoned: the cancel did not work
+  kTeardownSlow = 14,          // more than 5 s: the cancel did not work, the time limit did
 };
 
 void on_signal(int) {}
@@ -259,10 +261,12 @@ int abandon_pipe_read_and_tear_down(bool signal_storm) {
     uring::UringBackend* backend = nullptr;
     uint32_t in_flight_at_free = 0;
     bool byte_taken = false;
+    int frees = 0;
   } seen;
   BufferAllocator allocator = BufferAllocator::anonymous_pages();
   auto base_free = allocator.deallocate;
   allocator.deallocate = [&seen, &pipe_fds, base_free](void* memory, size_t bytes) {
+    ++seen.frees;
     // Still in flight here means the kernel may write into this memory.
     seen.in_flight_at_free = std::max(seen.in_flight_at_free, seen.backend->in_flight());
     // A read the kernel still holds would take this byte.
@@ -301,11 +305,15 @@ int abandon_pipe_read_and_tear_down(bool signal_storm) {
       }
     });
   }
+  const auto started = std::chrono::steady_clock::now();
   backend.reset();
+  const auto took = std::chrono::steady_clock::now() - started;
   tearing_down = false;
   if (storm.joinable()) storm.join();
   if (seen.in_flight_at_free != 0) return kTeardownFreedWhileInFlight;
   if (seen.byte_taken) return kTeardownPipeByteTaken;
+  if (seen.frees == 0) return kTeardownNothingFreed;
+  if (took > std::chrono::seconds(5)) return kTeardownSlow;
   return kTeardownClean;
 }
 
@@ -333,6 +341,8 @@ TEST_P(UringTeardownDrain, abandoned_request_is_cancelled_before_its_buffer_is_f
   EXPECT_NE(verdict, -1) << "the teardown waited forever for a read that never completes";
   EXPECT_NE(verdict, kTeardownFreedWhileInFlight) << "buffer memory was freed with the read still in flight";
   EXPECT_NE(verdict, kTeardownPipeByteTaken) << "the kernel still held the read when the buffer was freed";
+  EXPECT_NE(verdict, kTeardownNothingFreed) << "the read was never cancelled: its memory was abandoned";
+  EXPECT_NE(verdict, kTeardownSlow) << "the read was not cancelled: the teardown waited out its time limit";
   EXPECT_EQ(verdict, kTeardownClean);
 }
 
@@ -395,19 +405,26 @@ TEST(UringSubmitRefused, ebusy_waits_for_a_request_the_kernel_already_has) {
   Completion out[4];
   ASSERT_EQ(backend->submit_and_reap(out, 0), 0);  // the read is in the kernel now
   ASSERT_TRUE(backend->prepare(Request::nop()));
-  g_refusals_left = 1;  // the kernel refuses the NOP once
+  g_refusals_left = 1'000'000;  // the kernel refuses the NOP until told otherwise
   std::thread writer([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(30));
     (void)!write(pipe_fds[1], "y", 1);
   });
-  const int n = backend->submit_and_reap(out, 1);
-  writer.join();
-  EXPECT_EQ(n, 1) << "the refused call waited for the read instead of returning empty-handed";
-  if (n == 1) {
-    EXPECT_EQ(out[0].user_data, 7u);
-    EXPECT_EQ(out[0].result, 1);
+  // Each refused call waits for the read (for as long as its back-off
+  // pause, which grows) instead of returning at once: a handful of calls
+  // in those 30 ms, not a spin.
+  int calls = 0, n = 0;
+  while (n == 0 && calls < 100'000) {
+    n = backend->submit_and_reap(out, 1);
+    ++calls;
   }
-  // The NOP was kept and goes in with the next call.
+  writer.join();
+  EXPECT_LE(calls, 12) << "submit_and_reap spun while the kernel refused";
+  ASSERT_EQ(n, 1);
+  EXPECT_EQ(out[0].user_data, 7u);
+  EXPECT_EQ(out[0].result, 1);
+  // The NOP was kept and goes in once the kernel takes it.
+  g_refusals_left = 0;
   int got = 0;
   for (int i = 0; i < 100 && got == 0; ++i) got = backend->submit_and_reap(out, 1);
   EXPECT_EQ(got, 1);

@@ -7,8 +7,31 @@
 #include <chrono>
 #include <cstring>
 #include <string>
+#include <thread>
 
 namespace ringio {
+
+namespace {
+
+// A registration the budget allowed but the kernel refused with ENOMEM is
+// asked again for a short while before the refusal counts: pages let go
+// moments ago (a table or slots replaced at the last resize) are unpinned
+// when the kernel drops its last reference to them, which can come after
+// the completions that used them were reaped.
+constexpr std::chrono::milliseconds kEnomemRetry{25};
+
+template <class Register>
+int retrying_enomem(Register&& attempt) {
+  const auto deadline = std::chrono::steady_clock::now() + kEnomemRetry;
+  for (;;) {
+    const int rc = attempt();
+    if (rc != -ENOMEM || std::chrono::steady_clock::now() >= deadline) return rc;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+}  // namespace
+
 
 // ---------------------------------------------------------------- helpers --
 
@@ -335,7 +358,7 @@ uint32_t RegisteredBufferGroup::fill_slots(uint32_t first, uint32_t count) {
       const uint32_t batch = std::min<uint32_t>(count - done, 64);
       for (uint32_t i = 0; i < batch; ++i)
         iovecs[i] = iovec{slots_[first + done + i].memory, size};
-      rc = registrar_->update_slots(first + done, iovecs, batch);
+      rc = retrying_enomem([&] { return registrar_->update_slots(first + done, iovecs, batch); });
       // The kernel may take only the first rc slots of a batch (it stops at
       // the first buffer it cannot pin): count those, and let the next call
       // on the rest report why.
@@ -435,7 +458,7 @@ bool RegisteredBufferGroup::reregister_all() {
       iovecs[slot] = iovec{slots_[slot].memory, size};
     }
     if (!allocated || !options_.budget->try_charge(uint64_t{want} * size)) continue;
-    const int rc = registrar_->register_table(iovecs.data(), want);
+    const int rc = retrying_enomem([&] { return registrar_->register_table(iovecs.data(), want); });
     if (rc < 0) {
       options_.budget->release(uint64_t{want} * size);
       // A refused growth of a registered pool reads as in sparse mode; the

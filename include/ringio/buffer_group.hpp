@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -269,6 +270,8 @@ class RegisteredBufferGroup {
   uint32_t in_use_ = 0;
   uint32_t max_count_ = 0;
   uint64_t charged_bytes_ = 0;
+  std::chrono::steady_clock::time_point released_at_{};  // pinned pages last let go
+  bool enomem_retry_may_help_ = true;  // see retrying_enomem()
 
   std::unique_ptr<AdaptiveBufferSizer> sizer_;
   // The sizer's windows are cut from the telemetry counters acquires_ and

@@ -13,19 +13,30 @@ namespace ringio {
 
 namespace {
 
-// A registration the budget allowed but the kernel refused with ENOMEM is
-// asked again for a short while before the refusal counts: pages let go
-// moments ago (a table or slots replaced at the last resize) are unpinned
-// when the kernel drops its last reference to them, which can come after
-// the completions that used them were reaped.
+// A registration the budget allowed but the kernel refused with ENOMEM,
+// shortly after this group let pinned pages go, is asked again for a short
+// while before the refusal counts: pages are unpinned when the kernel drops
+// its last reference to them, which can come after the completions that
+// used them were reaped. A refusal with no release before it (another
+// process of the user holds the memory) counts at once, and so does every
+// refusal once waiting did not help (`retry_may_help` turns false): at most
+// one wait in a group's life is spent on a refusal that lasts.
 constexpr std::chrono::milliseconds kEnomemRetry{25};
+constexpr std::chrono::milliseconds kRecentRelease{100};
 
 template <class Register>
-int retrying_enomem(Register&& attempt) {
-  const auto deadline = std::chrono::steady_clock::now() + kEnomemRetry;
+int retrying_enomem(std::chrono::steady_clock::time_point released_at, bool& retry_may_help,
+                    Register&& attempt) {
+  const auto now = std::chrono::steady_clock::now();
+  const bool wait = retry_may_help && now - released_at < kRecentRelease;
+  const auto deadline = wait ? now + kEnomemRetry : now;
   for (;;) {
     const int rc = attempt();
-    if (rc != -ENOMEM || std::chrono::steady_clock::now() >= deadline) return rc;
+    if (rc != -ENOMEM) return rc;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      if (wait) retry_may_help = false;
+      return rc;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
@@ -358,7 +369,7 @@ uint32_t RegisteredBufferGroup::fill_slots(uint32_t first, uint32_t count) {
       const uint32_t batch = std::min<uint32_t>(count - done, 64);
       for (uint32_t i = 0; i < batch; ++i)
         iovecs[i] = iovec{slots_[first + done + i].memory, size};
-      rc = retrying_enomem([&] { return registrar_->update_slots(first + done, iovecs, batch); });
+      rc = retrying_enomem(released_at_, enomem_retry_may_help_, [&] { return registrar_->update_slots(first + done, iovecs, batch); });
       // The kernel may take only the first rc slots of a batch (it stops at
       // the first buffer it cannot pin): count those, and let the next call
       // on the rest report why.
@@ -417,6 +428,7 @@ void RegisteredBufferGroup::retire_slot(uint32_t slot) {
       return;
     }
     charged_bytes_ -= options_.buffer_size_bytes;
+    released_at_ = std::chrono::steady_clock::now();
     options_.budget->release(options_.buffer_size_bytes);
   }
   free_slot_memory(slot);
@@ -435,7 +447,10 @@ bool RegisteredBufferGroup::reregister_all() {
   // at a quiescent point. The caller guarantees nothing is in use.
   const uint32_t target = pending_target_;
   const uint32_t previous = active_count_;
-  if (previous != 0) registrar_->unregister_table();
+  if (previous != 0) {
+    registrar_->unregister_table();
+    released_at_ = std::chrono::steady_clock::now();
+  }
   options_.budget->release(charged_bytes_);
   charged_bytes_ = 0;
   free_slots_.clear();
@@ -458,7 +473,7 @@ bool RegisteredBufferGroup::reregister_all() {
       iovecs[slot] = iovec{slots_[slot].memory, size};
     }
     if (!allocated || !options_.budget->try_charge(uint64_t{want} * size)) continue;
-    const int rc = retrying_enomem([&] { return registrar_->register_table(iovecs.data(), want); });
+    const int rc = retrying_enomem(released_at_, enomem_retry_may_help_, [&] { return registrar_->register_table(iovecs.data(), want); });
     if (rc < 0) {
       options_.budget->release(uint64_t{want} * size);
       // A refused growth of a registered pool reads as in sparse mode; the

@@ -93,6 +93,24 @@ class Child {
     unlink(err_path_.c_str());
   }
   pid_t pid() const { return pid_; }
+  // Waits until the child catches `signal` (its handler is installed: the
+  // SigCgt mask in /proc/PID/status), so that a signal sent next meets
+  // ringcp's handler, not the default action of a process still starting.
+  // False if the child ended first or 30 s passed.
+  bool wait_until_catching(int signal) {
+    const auto deadline = Clock::now() + std::chrono::seconds(30);
+    while (running() && Clock::now() < deadline) {
+      std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+      std::string line;
+      while (std::getline(status, line)) {
+        if (line.rfind("SigCgt:", 0) != 0) continue;
+        const unsigned long long caught = std::strtoull(line.c_str() + 7, nullptr, 16);
+        if (caught & (1ull << (signal - 1))) return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return false;
+  }
   // True while the child runs (not yet exited).
   bool running() {
     if (reaped_) return false;
@@ -327,6 +345,7 @@ TEST_F(RealFaultsKill, sigterm_exits_3_and_removes_temporaries) {
   int landed = 0;
   for (double fraction : {0.1, 0.3, 0.5, 0.7}) {
     Child child({kRingcp, "-a", src_ + "/.", dst}, dir_.path());
+    if (!child.wait_until_catching(SIGTERM)) continue;
     std::this_thread::sleep_for(std::chrono::duration<double>(fraction * full_seconds_));
     if (!child.running()) continue;
     ASSERT_EQ(kill(child.pid(), SIGTERM), 0);
@@ -364,6 +383,7 @@ TEST(RealFaultsInterrupt, no_published_file_keeps_the_temporary_marker) {
       close(fd);
     }
     Child child({kRingcp, "-a", "--engine=uring", src + "/.", dst}, dir.path());
+    if (!child.wait_until_catching(signal_number)) continue;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     if (!child.running()) continue;
     ASSERT_EQ(kill(child.pid(), signal_number), 0);

@@ -187,6 +187,10 @@ uint32_t default_iowq_workers() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // First: a SIGINT or SIGTERM at any moment from here on stops the run
+  // through the engine (exit 3, temporaries removed), never by the default
+  // action.
+  install_signal_handlers();
   // --stats takes its value only with "=" so that "--stats SRC DST" never
   // swallows SRC: rewrite "--stats=FORMAT" before the parser sees it.
   // --preserve likewise (as in cp, its list needs "=").
@@ -374,7 +378,6 @@ int main(int argc, char** argv) {
   auto roots = ringio::plan_copy(operands, destination, options);
   if (!roots) return usage(roots.error().detail);
 
-  install_signal_handlers();
   ringio::CopyProgress progress_counters;
   ringio::CopyCallbacks callbacks;
   callbacks.report_error = [](const std::string& message) {

@@ -384,7 +384,12 @@ TEST(RealFaultsInterrupt, no_published_file_keeps_the_temporary_marker) {
     }
     Child child({kRingcp, "-a", "--engine=uring", src + "/.", dst}, dir.path());
     if (!child.wait_until_catching(signal_number)) continue;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    // The moment wanted is mid-replacement, whatever this machine's speed:
+    // the directory's replacement marker is set before its first file is
+    // renamed over an old one; a little later files are being published.
+    while (child.running() && getxattr(dst.c_str(), kReplacingXattr, nullptr, 0) < 0)
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
     if (!child.running()) continue;
     ASSERT_EQ(kill(child.pid(), signal_number), 0);
     const Outcome o = child.wait();

@@ -8,7 +8,7 @@ packages=(
   liburing-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libfmt-dev nlohmann-json3-dev libxxhash-dev
   util-linux attr acl valgrind python3
-  libseccomp-dev clang libclang-rt-dev
+  libseccomp-dev clang libclang-rt-dev clang-tidy
   # Filesystem tests (tests/integration/filesystems_test.cpp): mkfs for the
   # loop-mounted images, and FUSE drivers for FAT-family images on kernels
   # built without vfat/exfat.

@@ -56,6 +56,10 @@ struct CopyOptions {
   // the kernel (copy_file_range) instead of through the buffer pool.
   bool copy_in_kernel = true;
   int verbosity = 0;  // -v: 1, -q: -1
+  // Without --preserve=mode a copy gets the source's bits less this mask, as
+  // cp does with the process's umask. The library never reads or changes
+  // the process's umask (another thread may be using it): ringcp passes its own.
+  uint32_t umask = 022;
 
   EngineChoice engine = EngineChoice::automatic;
   IoConfig io = IoConfig::defaults();
@@ -125,16 +129,5 @@ Result<CopyReport> run_copy(const std::vector<CopyRoot>& roots, const CopyOption
 std::string quote_name(const std::string& name);
 // Valid UTF-8 kept; every byte of an invalid sequence becomes "\xNN".
 std::string escape_invalid_utf8(const std::string& text);
-
-// Marker xattr on named temporaries (replacements, filesystems without
-// O_TMPFILE): a later run removes a temporary only when it carries it, or,
-// on a filesystem without xattrs, when its name's check characters match.
-inline constexpr const char* kTempMarkerXattr = "user.ringcp.partial";
-// On a destination directory while a marked file may be under its final
-// name there (between a rename over an existing file and the marker's
-// removal): after a killed run, the next run removes markers from final
-// names in directories that carry it. Neither attribute is ever copied.
-inline constexpr const char* kReplacingXattr = "user.ringcp.replacing";
-inline constexpr const char* kTempPrefix = ".ringcp-";
 
 }  // namespace ringio

@@ -1,4 +1,4 @@
-#include "ringio/options_parse.hpp"
+#include "copy/options_parse.hpp"
 
 #include <sstream>
 

@@ -1,10 +1,9 @@
-// Where each source lands, by cp's rules. Pure path logic plus stat(2) of
-// the arguments; nothing is created here.
+// Where each source lands, by cp's rules. Pure path logic plus statx of the
+// arguments (run directly through the I/O library); nothing is created here.
+#include <fcntl.h>
+#include <linux/stat.h>
 #include <sys/stat.h>
 
-#include <cerrno>
-#include <climits>
-#include <cstdlib>
 #include <string>
 
 #include "ringio/copy.hpp"
@@ -32,17 +31,52 @@ std::string base_name(const std::string& path) {
   return slash == std::string::npos ? stripped : stripped.substr(slash + 1);
 }
 
-std::string real_path(const std::string& path) {
-  char resolved[PATH_MAX];
-  return realpath(path.c_str(), resolved) != nullptr ? std::string(resolved) : std::string();
+struct PathInfo {
+  bool exists = false;
+  bool is_dir = false;
+  uint64_t device = 0;
+  uint64_t inode = 0;
+  bool same_file(const PathInfo& other) const {
+    return exists && other.exists && device == other.device && inode == other.inode;
+  }
+};
+
+PathInfo path_info(const std::string& path, bool follow = true) {
+  struct statx st {};
+  PathInfo info;
+  if (execute_direct(Request::statx(AT_FDCWD, path.c_str(), follow ? 0 : AT_SYMLINK_NOFOLLOW,
+                                    STATX_TYPE | STATX_INO, &st)) != 0)
+    return info;
+  info.exists = true;
+  info.is_dir = S_ISDIR(st.stx_mode);
+  info.device = (uint64_t{st.stx_dev_major} << 32) | st.stx_dev_minor;
+  info.inode = st.stx_ino;
+  return info;
 }
 
-// True when `inner` is `outer` or lies below it (both absolute, resolved).
-bool is_inside(const std::string& inner, const std::string& outer) {
-  if (outer.empty() || inner.empty()) return false;
-  if (outer == "/") return true;
-  return inner == outer || (inner.size() > outer.size() && inner.compare(0, outer.size(), outer) == 0 &&
-                            inner[outer.size()] == '/');
+// True when `directory` (with include_self) or one of its ancestors is
+// `outer`: followed up by "..", as the kernel resolves it (symlinks and
+// mount points included).
+bool lies_below(const std::string& directory, const PathInfo& outer, bool include_self) {
+  std::string path = directory;
+  PathInfo current = path_info(path);
+  if (!current.exists) return false;
+  if (include_self && current.same_file(outer)) return true;
+  for (int depth = 0; depth < 4096; ++depth) {
+    path += "/..";
+    const PathInfo up = path_info(path);
+    if (!up.exists || up.same_file(current)) return false;  // the root is its own parent
+    if (up.same_file(outer)) return true;
+    current = up;
+  }
+  return false;
+}
+
+// The directory that holds `path` ("." for a bare name).
+std::string parent_of(const std::string& path) {
+  const std::string stripped = strip_trailing_slashes(path);
+  const auto slash = stripped.rfind('/');
+  return slash == std::string::npos ? "." : (slash == 0 ? "/" : stripped.substr(0, slash));
 }
 
 }  // namespace
@@ -51,18 +85,17 @@ Result<std::vector<CopyRoot>> plan_copy(const std::vector<std::string>& sources,
                                         const std::string& destination,
                                         const CopyOptions& options) {
   if (sources.empty()) return usage_error("missing destination file operand after '" + destination + "'");
-  struct stat target {};
-  const bool target_exists = stat(destination.c_str(), &target) == 0;
-  const bool target_is_dir = target_exists && S_ISDIR(target.st_mode);
+  const PathInfo target = path_info(destination);
+  const bool target_is_dir = target.is_dir;
   if (sources.size() > 1 && !target_is_dir) {
     return usage_error("target " + quote_name(destination) + " is not a directory");
   }
 
   std::vector<CopyRoot> roots;
   for (const std::string& source : sources) {
-    struct stat st {};
     const bool follow = options.symlinks != SymlinkMode::no_dereference;
-    if ((follow ? stat(source.c_str(), &st) : lstat(source.c_str(), &st)) != 0) {
+    const PathInfo st = path_info(source, follow);
+    if (!st.exists) {
       // Reported by the engine as a per-entry error, like cp does.
       roots.push_back({source, target_is_dir ? strip_trailing_slashes(destination) + "/" + base_name(source)
                                              : destination});
@@ -77,44 +110,24 @@ Result<std::vector<CopyRoot>> plan_copy(const std::vector<std::string>& sources,
     } else {
       root.destination = destination;
     }
-    if (S_ISDIR(st.st_mode) && options.recursive) {
+    if (st.is_dir && options.recursive) {
       // Refuse a directory into itself: the destination (or the directory
-      // that will hold it) resolves inside the source.
-      const std::string source_real = real_path(source);
-      std::string parent = strip_trailing_slashes(root.destination);
-      const auto slash = parent.rfind('/');
-      parent = slash == std::string::npos ? "." : (slash == 0 ? "/" : parent.substr(0, slash));
-      const std::string parent_real = real_path(parent);
+      // that will hold it) lies inside the source.
       const std::string leaf = base_name(root.destination);
-      const std::string dest_real =
-          parent_real.empty() ? std::string()
-                              : (leaf == "." ? parent_real : (parent_real == "/" ? "/" + leaf : parent_real + "/" + leaf));
-      if (is_inside(dest_real, source_real) && dest_real != source_real) {
+      if (lies_below(parent_of(root.destination), st, leaf != ".")) {
         return usage_error("cannot copy a directory, " + quote_name(source) + ", into itself, " +
                            quote_name(root.destination));
       }
-      struct stat dest_st {};
-      if (stat(root.destination.c_str(), &dest_st) == 0 && dest_st.st_dev == st.st_dev &&
-          dest_st.st_ino == st.st_ino) {
-        return usage_error(quote_name(source) + " and " + quote_name(root.destination) +
-                           " are the same file");
-      }
-    } else if (!S_ISDIR(st.st_mode)) {
-      struct stat dest_st {};
-      if (stat(root.destination.c_str(), &dest_st) == 0 && dest_st.st_dev == st.st_dev &&
-          dest_st.st_ino == st.st_ino) {
-        return usage_error(quote_name(source) + " and " + quote_name(root.destination) +
-                           " are the same file");
-      }
+    }
+    const PathInfo dest = path_info(root.destination);
+    if ((!st.is_dir || options.recursive) && dest.same_file(st)) {
+      return usage_error(quote_name(source) + " and " + quote_name(root.destination) + " are the same file");
     }
     // A directory without -r stays a root: the engine reports "omitting
     // directory" and the exit status says something was not copied.
-    if (S_ISDIR(st.st_mode) && options.recursive) {
-      struct stat dest_st {};
-      if (stat(root.destination.c_str(), &dest_st) == 0 && !S_ISDIR(dest_st.st_mode)) {
-        return usage_error("cannot overwrite non-directory " + quote_name(root.destination) +
-                           " with directory " + quote_name(source));
-      }
+    if (st.is_dir && options.recursive && dest.exists && !dest.is_dir) {
+      return usage_error("cannot overwrite non-directory " + quote_name(root.destination) + " with directory " +
+                         quote_name(source));
     }
     roots.push_back(std::move(root));
   }

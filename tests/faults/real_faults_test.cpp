@@ -31,11 +31,15 @@
 #include <thread>
 
 #include "faults/fault_tree.hpp"
+#include "copy/publisher.hpp"
 #include "ringio/copy.hpp"
 #include "support/test_util.hpp"
 
 namespace ringio::test {
 namespace {
+
+using copy::kReplacingXattr;
+using copy::kTempMarkerXattr;
 
 using Clock = std::chrono::steady_clock;
 constexpr uid_t kNobody = 65534;

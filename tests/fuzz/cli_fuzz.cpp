@@ -23,7 +23,7 @@
 
 #include "ringio/config.hpp"
 #include "ringio/copy.hpp"
-#include "ringio/options_parse.hpp"
+#include "copy/options_parse.hpp"
 
 namespace {
 

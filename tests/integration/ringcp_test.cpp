@@ -34,6 +34,7 @@
 #include "integration/process.hpp"
 #include "integration/tree_compare.hpp"
 #include "integration/tree_fixture.hpp"
+#include "copy/publisher.hpp"
 #include "ringio/copy.hpp"
 #include "support/test_util.hpp"
 
@@ -43,6 +44,9 @@
 
 namespace ringio::itest {
 namespace {
+
+using copy::kReplacingXattr;
+using copy::kTempMarkerXattr;
 
 using nlohmann::json;
 

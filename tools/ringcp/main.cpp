@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,7 +20,7 @@
 #include <thread>
 
 #include "ringio/copy.hpp"
-#include "ringio/options_parse.hpp"
+#include "copy/options_parse.hpp"
 
 namespace {
 
@@ -185,6 +186,16 @@ uint32_t default_iowq_workers() {
 }
 
 }  // namespace
+
+// Many files and deep trees are copied with many descriptors open at once:
+// the soft limit goes up to the hard one, as far as this user may.
+static void raise_descriptor_limit() {
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
+}
 
 int main(int argc, char** argv) {
   // First: a SIGINT or SIGTERM at any moment from here on stops the run
@@ -372,6 +383,12 @@ int main(int argc, char** argv) {
     if (buffers != "auto") given += " (--buffers=" + buffers + ")";
     return usage(valid.error().message() + given);
   }
+
+  // The process's own state is the CLI's to read and change, not the library's.
+  const mode_t mask = umask(0);
+  umask(mask);
+  options.umask = mask;
+  raise_descriptor_limit();
 
   const std::string destination = operands.back();
   operands.pop_back();

@@ -171,6 +171,13 @@ class Backend {
   virtual int submit_and_reap(std::span<Completion> out, unsigned min_completions) = 0;
   // Requests prepared or submitted and not yet reaped.
   virtual uint32_t in_flight() const = 0;
+  // Runs `request` now, on the calling thread, as a direct system call,
+  // outside the queue (nothing prepared or in flight is touched); its
+  // user_data is ignored. Counted like an inline operation. For the few
+  // calls whose answer the caller needs before it can go on (a directory
+  // read by the walker, an attribute check), so that they too go through
+  // the backend and its decorators.
+  virtual int64_t execute_now(const Request& request) = 0;
 
   virtual RegisteredBufferGroup& buffers() = 0;
   virtual OpCounts op_counts() const = 0;
@@ -194,6 +201,10 @@ std::vector<BackendKind> available_backends();
 // RINGIO_DISABLE_IOURING=1); an explicit `uring` that cannot run is an error.
 Result<BackendSelection> make_backend(EngineChoice choice, const IoConfig& config,
                                       BufferAllocator allocator = BufferAllocator::anonymous_pages());
+
+// Runs `request` now as a direct system call, without any backend: for a
+// program's own few synchronous calls (ringcp's checks of its arguments).
+int64_t execute_direct(const Request& request);
 
 // Convenience for callers with nothing else in flight: prepare, submit, and
 // wait for this one request. The result is >= 0 or -errno.

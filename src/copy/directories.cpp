@@ -2,6 +2,7 @@
 // and every child (file task, subdirectory) is done. Then --delete removes
 // what the source does not have, and the directory gets its owner, xattrs,
 // mode and times (after its contents: a read-only directory last).
+#include <dirent.h>  // DT_* entry types
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -132,6 +133,8 @@ void Engine::delete_extraneous(DirNode* dir) {
 // bound). Returns how many entries were removed; failures are reported.
 uint64_t Engine::remove_tree(int dirfd, const std::string& name, const std::string& display) {
   struct Frame {
+    Frame(int parent, std::string entry, std::string shown)
+        : parent_fd(parent), name(std::move(entry)), display(std::move(shown)) {}
     int parent_fd;
     std::string name, display;
     int fd = -1;
@@ -141,7 +144,7 @@ uint64_t Engine::remove_tree(int dirfd, const std::string& name, const std::stri
     size_t next_child = 0;
   };
   std::vector<Frame> stack;
-  stack.push_back(Frame{dirfd, name, display});
+  stack.emplace_back(dirfd, name, display);
   uint64_t removed = 0;
   while (!stack.empty()) {
     const size_t top = stack.size() - 1;
@@ -169,8 +172,9 @@ uint64_t Engine::remove_tree(int dirfd, const std::string& name, const std::stri
     Frame& frame = stack[top];
     if (frame.next_child < frame.children.size()) {
       const std::string& child = frame.children[frame.next_child++];
-      Frame next{frame.fd, child, frame.display + "/" + child};
-      stack.push_back(std::move(next));
+      const int parent_fd = frame.fd;
+      std::string shown = frame.display + "/" + child;
+      stack.emplace_back(parent_fd, child, std::move(shown));
       continue;
     }
     if (frame.fd >= 0) call(Request::close(frame.fd));

@@ -1,5 +1,6 @@
 #include "copy/publisher.hpp"
 
+#include <dirent.h>  // DT_* entry types
 #include <fcntl.h>
 #include <linux/stat.h>
 #include <sys/stat.h>

@@ -1,6 +1,7 @@
 // The tree walker: reads source directories (with descriptors, so depth is
 // not limited by PATH_MAX) and turns each entry into work: a directory to
 // enter, a file task, or a symlink or special file made at once.
+#include <dirent.h>  // DT_* entry types
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/stat.h>

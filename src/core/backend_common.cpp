@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/teardown_stats.hpp"
+#include "posix/syscalls.hpp"
 #include "ringio/backend.hpp"
 
 #include <cstdio>
@@ -324,6 +325,8 @@ Request Request::copy_file_range(int source_fd, int target_fd, uint64_t offset, 
 }
 
 // ------------------------------------------------------ synchronous use --
+
+int64_t execute_direct(const Request& request) { return posix::execute(request); }
 
 int64_t run_one(Backend& backend, Request request) {
   assert(backend.in_flight() == 0 && "run_one needs an idle backend");

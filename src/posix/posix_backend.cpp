@@ -38,6 +38,11 @@ bool PosixBackend::prepare(const Request& request) {
   return true;
 }
 
+int64_t PosixBackend::execute_now(const Request& request) {
+  counters_.count_direct(request.op);
+  return execute(request);
+}
+
 int PosixBackend::submit_and_reap(std::span<Completion> out, unsigned /*min_completions*/) {
   counters_.submit_calls.add();
   size_t produced = 0;

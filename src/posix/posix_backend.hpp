@@ -19,6 +19,7 @@ class PosixBackend final : public Backend {
   bool prepare(const Request& request) override;
   int submit_and_reap(std::span<Completion> out, unsigned min_completions) override;
   uint32_t in_flight() const override { return uint32_t(done_.size() - head_); }
+  int64_t execute_now(const Request& request) override;
   RegisteredBufferGroup& buffers() override { return group_; }
   OpCounts op_counts() const override { return counters_.snapshot(); }
   std::string describe() const override { return "posix (" + why_posix_ + ")"; }

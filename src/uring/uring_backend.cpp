@@ -227,6 +227,11 @@ int UringBackend::opcode_for(Op op) const {
   return ring_has(static_cast<unsigned>(opcode)) ? opcode : -1;
 }
 
+int64_t UringBackend::execute_now(const Request& request) {
+  counters_.count_direct(request.op);
+  return posix::execute(request);
+}
+
 bool UringBackend::prepare(const Request& request) {
   // Never accept more than the CQ can hold, so completions cannot overflow.
   if (in_flight() >= slots_.size()) return false;

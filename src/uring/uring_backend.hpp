@@ -25,6 +25,7 @@ class UringBackend final : public Backend, public BufferRegistrar {
   bool prepare(const Request& request) override;
   int submit_and_reap(std::span<Completion> out, unsigned min_completions) override;
   uint32_t in_flight() const override { return ring_in_flight_ + uint32_t(inline_done_.size() - inline_head_); }
+  int64_t execute_now(const Request& request) override;
   RegisteredBufferGroup& buffers() override { return *group_; }
   OpCounts op_counts() const override;
   std::string describe() const override;

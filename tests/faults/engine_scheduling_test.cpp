@@ -42,6 +42,7 @@ class ForwardingBackend : public Backend {
     return inner_->submit_and_reap(out, min_completions);
   }
   uint32_t in_flight() const override { return inner_->in_flight(); }
+  int64_t execute_now(const Request& request) override { return inner_->execute_now(request); }
   RegisteredBufferGroup& buffers() override { return inner_->buffers(); }
   OpCounts op_counts() const override { return inner_->op_counts(); }
   std::string describe() const override { return inner_->describe(); }

@@ -1,6 +1,6 @@
 #include "support/fault_injection.hpp"
 
-#include "ringio/copy.hpp"  // kTempPrefix
+#include "copy/publisher.hpp"  // copy::kTempPrefix
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -39,7 +39,7 @@ uint64_t fnv1a(const std::string& text) {
 // ".ringcp-k3j2...tmp" -> ".ringcp-*": the engine draws temporary names at
 // random, and a fault decision must not depend on them.
 std::string fold_temporaries(std::string name) {
-  static const std::string kPrefix = kTempPrefix;
+  static const std::string kPrefix = copy::kTempPrefix;
   size_t start = 0;
   while (start <= name.size()) {
     size_t end = name.find('/', start);
@@ -253,7 +253,7 @@ std::string FaultInjectingBackend::key_name(const Request& r) {
       return fold_temporaries(resolve(r.fd, r.path));
     case Op::linkat: {
       const std::string to = fold_temporaries(resolve(r.fd2, r.path2));
-      if (to.find(std::string(kTempPrefix) + "*") == std::string::npos) return to;
+      if (to.find(std::string(copy::kTempPrefix) + "*") == std::string::npos) return to;
       // A temporary name: what is linked says which file this is.
       return fold_temporaries(resolve(r.fd, r.path)) + " -> " + to;
     }
@@ -293,6 +293,76 @@ void FaultInjectingBackend::record(FaultKind kind, const Request& request, const
     log_->records.push_back(FaultRecord{kind, request.op, name, request.offset, occurrence, before, after});
 }
 
+namespace {
+
+int failure_errno(FaultKind kind) {
+  switch (kind) {
+    case FaultKind::enospc: return ENOSPC;
+    case FaultKind::eio: return EIO;
+    case FaultKind::eintr: return EINTR;
+    case FaultKind::eagain: return EAGAIN;
+    default: return EIO;
+  }
+}
+
+}  // namespace
+
+// The failure this request gets, if any (recorded, and its occurrence counted).
+std::optional<FaultKind> FaultInjectingBackend::injected_failure(const Request& request, const std::string& name,
+                                                                 const std::string& key, uint32_t& occurrence) {
+  if (request.op == Op::close || request.op == Op::unmap) return std::nullopt;
+  struct Candidate {
+    FaultKind kind;
+    double probability;
+    OpMask ops;
+  };
+  const bool creates = request.op != Op::openat || creates_something(request);
+  const Candidate candidates[] = {
+      {FaultKind::enospc, creates ? schedule_.enospc : 0.0, schedule_.enospc_ops},
+      {FaultKind::eio, schedule_.eio, schedule_.eio_ops},
+      {FaultKind::eintr, schedule_.eintr, schedule_.transient_ops},
+      {FaultKind::eagain, schedule_.eagain, schedule_.transient_ops},
+  };
+  const OpMask bit = op_bit(request.op);
+  for (const Candidate& c : candidates) {
+    if (c.probability <= 0 || (c.ops & bit) == 0) continue;
+    if (draw(c.kind, key, occurrence) >= c.probability) continue;
+    record(c.kind, request, name, occurrence);
+    ++occurrence;
+    if ((request.flags & O_TMPFILE) == O_TMPFILE && request.op == Op::openat)
+      ++tmpfile_sequence_[tmpfile_directory(request)];
+    return c.kind;
+  }
+  return std::nullopt;
+}
+
+void FaultInjectingBackend::count_injected(FaultKind kind, Op op) {
+  ++log_->counts.hit[size_t(kind)];
+  if (kind == FaultKind::enospc || kind == FaultKind::eio) {
+    ++log_->counts.hard_hits;
+    if ((must_report_ops() & op_bit(op)) != 0) ++log_->counts.must_report_hits;
+  }
+}
+
+// As prepare, without the queue: failures are returned at once; what is
+// forwarded runs now in the inner backend.
+int64_t FaultInjectingBackend::execute_now(const Request& request) {
+  const std::string name = key_name(request);
+  const std::string key = std::string(op_name(request.op)) + '\0' + name + '\0' + std::to_string(request.offset);
+  uint32_t& occurrence = occurrences_[key];
+  if (const std::optional<FaultKind> kind = injected_failure(request, name, key, occurrence)) {
+    count_injected(*kind, request.op);
+    return -int64_t(failure_errno(*kind));
+  }
+  ++occurrence;
+  if (request.op == Op::openat && (request.flags & O_TMPFILE) == O_TMPFILE)
+    ++tmpfile_sequence_[tmpfile_directory(request)];
+  const int64_t result = inner_->execute_now(request);
+  if (request.op == Op::openat && result >= 0) fd_names_[int(result)] = name;
+  if (request.op == Op::close) fd_names_.erase(request.fd);
+  return result;
+}
+
 bool FaultInjectingBackend::prepare(const Request& original) {
   Request request = original;
   const bool fixed = request.buffer_index >= 0 && own_group_ != nullptr;
@@ -309,31 +379,10 @@ bool FaultInjectingBackend::prepare(const Request& original) {
   };
 
   // Failures: complete with the errno, do not forward.
-  if (request.op != Op::close) {
-    struct Candidate {
-      FaultKind kind;
-      double probability;
-      OpMask ops;
-      int code;
-    };
-    const bool creates = request.op != Op::openat || creates_something(request);
-    const Candidate candidates[] = {
-        {FaultKind::enospc, creates ? schedule_.enospc : 0.0, schedule_.enospc_ops, ENOSPC},
-        {FaultKind::eio, schedule_.eio, schedule_.eio_ops, EIO},
-        {FaultKind::eintr, schedule_.eintr, schedule_.transient_ops, EINTR},
-        {FaultKind::eagain, schedule_.eagain, schedule_.transient_ops, EAGAIN},
-    };
-    for (const Candidate& c : candidates) {
-      if (c.probability <= 0 || (c.ops & bit) == 0) continue;
-      if (draw(c.kind, key, occurrence) >= c.probability) continue;
-      record(c.kind, request, name, occurrence);
-      decided(fault_kind_name(c.kind));
-      ++occurrence;
-      if ((request.flags & O_TMPFILE) == O_TMPFILE && request.op == Op::openat)
-        ++tmpfile_sequence_[tmpfile_directory(request)];
-      injected_.push_back(Injected{Completion{request.user_data, -int64_t(c.code)}, c.kind, request.op});
-      return true;
-    }
+  if (const std::optional<FaultKind> kind = injected_failure(request, name, key, occurrence)) {
+    decided(fault_kind_name(*kind));
+    injected_.push_back(Injected{Completion{request.user_data, -int64_t(failure_errno(*kind))}, *kind, request.op});
+    return true;
   }
 
   // Short transfers: forward with a smaller length.
@@ -383,11 +432,7 @@ int FaultInjectingBackend::submit_and_reap(std::span<Completion> out, unsigned m
   while (produced < out.size() && !injected_.empty()) {
     const Injected injected = injected_.front();
     injected_.pop_front();
-    ++log_->counts.hit[size_t(injected.kind)];
-    if (injected.kind == FaultKind::enospc || injected.kind == FaultKind::eio) {
-      ++log_->counts.hard_hits;
-      if ((must_report_ops() & op_bit(injected.op)) != 0) ++log_->counts.must_report_hits;
-    }
+    count_injected(injected.kind, injected.op);
     out[produced++] = injected.completion;
   }
   // Never wait for more than the inner backend can produce.

@@ -175,6 +175,7 @@ class FaultInjectingBackend final : public Backend {
 
   BackendKind kind() const override { return inner_->kind(); }
   bool prepare(const Request& request) override;
+  int64_t execute_now(const Request& request) override;
   int submit_and_reap(std::span<Completion> out, unsigned min_completions) override;
   uint32_t in_flight() const override {
     return inner_->in_flight() + static_cast<uint32_t>(injected_.size());
@@ -201,6 +202,9 @@ class FaultInjectingBackend final : public Backend {
   std::string resolve(int dirfd, const char* path) const;
   std::string tmpfile_directory(const Request& request) const;
   std::string key_name(const Request& request);
+  std::optional<FaultKind> injected_failure(const Request& request, const std::string& name, const std::string& key,
+                                            uint32_t& occurrence);
+  void count_injected(FaultKind kind, Op op);
   double draw(FaultKind kind, const std::string& key, uint32_t occurrence, uint64_t salt = 0) const;
   void record(FaultKind kind, const Request& request, const std::string& name, uint32_t occurrence,
               uint64_t before = 0, uint64_t after = 0);

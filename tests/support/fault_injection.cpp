@@ -1,6 +1,6 @@
 #include "support/fault_injection.hpp"
 
-#include "copy/publisher.hpp"  // copy::kTempPrefix
+#include "copy/publisher.hpp"  // kTempPrefix
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -19,6 +20,8 @@
 #include "ringio/buffer_group.hpp"
 #include "ringio/config.hpp"
 #include "ringio/result.hpp"
+
+struct statfs;  // <sys/statfs.h>
 
 namespace ringio {
 
@@ -54,10 +57,34 @@ enum class Op : uint8_t {
   fadvise,
   ficlone,  // ioctl(fd, FICLONE, fd2): share the extents of fd2 (reflink)
   copy_file_range,  // length bytes from fd to fd2, both at offset; result = bytes copied
+  // The uring backend runs the operations below inline, as direct system
+  // calls, like readlinkat or fchmod: io_uring has no opcode for them (but
+  // for madvise, which is no cheaper through the ring).
+  getdents,       // getdents64(fd, buffer, length): result = bytes filled, 0 at the end
+  fchmodat,       // dirfd + name + mode; flags AT_SYMLINK_NOFOLLOW (fchmodat2, Linux 6.6)
+  lremovexattr,   // path2 = the path, path = the xattr name
+  set_direct_io,  // fcntl F_GETFL then F_SETFL with O_DIRECT set (flags = O_DIRECT) or cleared
+  cachestat,      // cachestat(2), Linux 6.5: page-cache state of [offset, offset + length)
+  fstatfs,        // into buffer (struct statfs)
+  map_file,       // mmap(length, PROT_READ, MAP_SHARED, fd, offset) + madvise(mode): result = address
+  madvise,        // madvise(buffer, length, mode) on part of a mapping
+  unmap,          // munmap(buffer, length)
   count_,
 };
 inline constexpr size_t kOpCount = static_cast<size_t>(Op::count_);
 const char* op_name(Op op);
+
+// What cachestat(2) reports, in pages (the kernel's struct cachestat, which
+// headers before Linux 6.5 lack).
+struct CacheStat {
+  uint64_t nr_cache = 0;
+  uint64_t nr_dirty = 0;
+  uint64_t nr_writeback = 0;
+  uint64_t nr_evicted = 0;
+  uint64_t nr_recently_evicted = 0;
+};
+
+enum class DirectIo : uint8_t { off, on };
 
 // Caller-owned description of one operation. Pointers it carries (paths,
 // buffers, statx output, times) must stay valid until its completion.
@@ -73,7 +100,7 @@ struct Request {
   uint64_t offset = 0;
   int32_t buffer_index = -1;   // registered buffer slot; a hint the posix backend ignores
   int flags = 0;
-  uint32_t mode = 0;           // mode for openat/mkdirat/fchmod; statx mask; fadvise advice
+  uint32_t mode = 0;           // mode for openat/mkdirat/fchmod(at); statx mask; fadvise and madvise advice
   uint32_t uid = 0;
   uint32_t gid = 0;
   uint64_t device = 0;         // mknodat
@@ -84,8 +111,12 @@ struct Request {
                        int32_t buffer_index = -1);
   static Request openat(int dirfd, const char* path, int flags, uint32_t mode = 0);
   static Request close(int fd);
+  // A null path means "" (the kernel refuses a null name before Linux 6.11).
   static Request statx(int dirfd, const char* path, int flags, uint32_t mask,
                        struct statx* out);
+  // statx of the open file itself: statx(fd, "", AT_EMPTY_PATH, mask); the
+  // way to ask for STATX_DIOALIGN (Linux 6.1) of a file already open.
+  static Request fstatx(int fd, uint32_t mask, struct statx* out);
   static Request fsync(int fd, bool data_only = false);
   static Request mkdirat(int dirfd, const char* path, uint32_t mode);
   static Request mknodat(int dirfd, const char* path, uint32_t mode, uint64_t device);
@@ -118,8 +149,37 @@ struct Request {
   // The kernel copies page cache to page cache (or shares extents): the data
   // never passes through user space. Same offset in both files.
   static Request copy_file_range(int source_fd, int target_fd, uint64_t offset, uint64_t len);
+  // Fills `buffer` with linux_dirent64 records from the directory's current
+  // position and advances it (the offset is not used); read them with
+  // DirectoryEntries (ringio/directory_entries.hpp). Any alignment will do.
+  static Request getdents(int dirfd, void* buffer, uint64_t length);
+  // flags: 0 or AT_SYMLINK_NOFOLLOW (AT_EMPTY_PATH too where the kernel has
+  // fchmodat2). With AT_SYMLINK_NOFOLLOW the posix
+  // implementation uses fchmodat2 (Linux 6.6) and, where the kernel lacks
+  // it, the C library's emulation (which needs /proc); a symlink's mode
+  // cannot be changed on Linux: -EOPNOTSUPP, reported as such.
+  static Request fchmodat(int dirfd, const char* path, uint32_t mode, int flags = 0);
+  static Request lremovexattr(const char* path, const char* name);
+  // -EINVAL where the filesystem refuses O_DIRECT.
+  static Request set_direct_io(int fd, DirectIo direct_io);
+  // length 0: to the end of the file. -ENOSYS before Linux 6.5.
+  static Request cachestat(int fd, uint64_t offset, uint64_t length, CacheStat* out);
+  static Request fstatfs(int fd, struct statfs* out);
+  // A read-only shared mapping of [offset, offset + length) of fd, then
+  // madvise(advice) on all of it (0: no advice). The result is the address
+  // (see mapped_address); a failed madvise unmaps and reports its errno.
+  // Reading a mapping whose file fails (I/O error, truncation) raises
+  // SIGBUS, not an errno.
+  static Request map_file(int fd, uint64_t length, uint64_t offset, int advice = 0);
+  static Request madvise(const void* address, uint64_t length, int advice);
+  static Request unmap(const void* address, uint64_t length);
   static Request nop();
 };
+
+// The address a successful map_file completion carries.
+inline const std::byte* mapped_address(int64_t map_file_result) {
+  return reinterpret_cast<const std::byte*>(static_cast<uintptr_t>(map_file_result));
+}
 
 struct Completion {
   uint64_t user_data = 0;
@@ -144,7 +204,7 @@ class OpCounters {
   void count(Op op) { by_op_[static_cast<size_t>(op)].add(); }
   // A request done as a direct syscall rather than through a ring: reads and
   // writes are plain transfers, copy_file_range is data counted by op only,
-  // everything else is metadata.
+  // everything else (getdents, map_file, ... included) is metadata.
   void count_direct(Op op);
   SingleWriterCounter fixed_reads, fixed_writes, plain_reads, plain_writes;
   SingleWriterCounter ring_metadata_ops, inline_metadata_ops, submit_calls;

@@ -1,5 +1,6 @@
 // Request builders, names, counters and the small synchronous helpers shared
 // by every backend.
+#include <array>
 #include <cassert>
 #include <cstring>
 
@@ -13,13 +14,16 @@
 namespace ringio {
 
 const char* op_name(Op op) {
-  static constexpr const char* kNames[kOpCount] = {
-      "nop",        "read",       "write",     "openat",    "close",     "statx",
-      "fsync",      "mkdirat",    "mknodat",   "linkat",    "renameat",  "unlinkat",
-      "symlinkat",  "readlinkat", "fchmod",    "fchownat",  "utimensat", "fsetxattr",
-      "fgetxattr",  "flistxattr", "fremovexattr", "lsetxattr", "llistxattr", "lgetxattr", "seek_data",
-      "seek_hole",  "fallocate",  "ftruncate", "fadvise",   "ficlone",
-      "copy_file_range"};
+  static constexpr std::array kNames = {
+      "nop",          "read",          "write",      "openat",       "close",
+      "statx",        "fsync",         "mkdirat",    "mknodat",      "linkat",
+      "renameat",     "unlinkat",      "symlinkat",  "readlinkat",   "fchmod",
+      "fchownat",     "utimensat",     "fsetxattr",  "fgetxattr",    "flistxattr",
+      "fremovexattr", "lsetxattr",     "llistxattr", "lgetxattr",    "seek_data",
+      "seek_hole",    "fallocate",     "ftruncate",  "fadvise",      "ficlone",
+      "copy_file_range", "getdents",   "fchmodat",   "lremovexattr", "set_direct_io",
+      "cachestat",    "fstatfs",       "map_file",   "madvise",      "unmap"};
+  static_assert(kNames.size() == kOpCount, "one name per Op");
   const auto index = static_cast<size_t>(op);
   return index < kOpCount ? kNames[index] : "invalid";
 }
@@ -114,11 +118,15 @@ Request Request::close(int fd) {
 Request Request::statx(int dirfd, const char* path, int flags, uint32_t mask, struct statx* out) {
   Request r = make(Op::statx);
   r.fd = dirfd;
-  r.path = path;
+  r.path = path != nullptr ? path : "";
   r.flags = flags;
   r.mode = mask;
   r.buffer = out;
   return r;
+}
+
+Request Request::fstatx(int fd, uint32_t mask, struct statx* out) {
+  return statx(fd, "", AT_EMPTY_PATH, mask, out);
 }
 
 Request Request::fsync(int fd, bool data_only) {
@@ -321,6 +329,77 @@ Request Request::copy_file_range(int source_fd, int target_fd, uint64_t offset, 
   r.fd2 = target_fd;
   r.offset = offset;
   r.length = len;
+  return r;
+}
+
+Request Request::getdents(int dirfd, void* buffer, uint64_t length) {
+  Request r = make(Op::getdents);
+  r.fd = dirfd;
+  r.buffer = buffer;
+  r.length = length;
+  return r;
+}
+
+Request Request::fchmodat(int dirfd, const char* path, uint32_t mode, int flags) {
+  Request r = make(Op::fchmodat);
+  r.fd = dirfd;
+  r.path = path;
+  r.mode = mode;
+  r.flags = flags;
+  return r;
+}
+
+Request Request::lremovexattr(const char* path, const char* name) {
+  Request r = fremovexattr(-1, name);
+  r.op = Op::lremovexattr;
+  r.path2 = path;
+  return r;
+}
+
+Request Request::set_direct_io(int fd, DirectIo direct_io) {
+  Request r = make(Op::set_direct_io);
+  r.fd = fd;
+  r.flags = direct_io == DirectIo::on ? O_DIRECT : 0;
+  return r;
+}
+
+Request Request::cachestat(int fd, uint64_t offset, uint64_t length, CacheStat* out) {
+  Request r = make(Op::cachestat);
+  r.fd = fd;
+  r.offset = offset;
+  r.length = length;
+  r.buffer = out;
+  return r;
+}
+
+Request Request::fstatfs(int fd, struct statfs* out) {
+  Request r = make(Op::fstatfs);
+  r.fd = fd;
+  r.buffer = out;
+  return r;
+}
+
+Request Request::map_file(int fd, uint64_t length, uint64_t offset, int advice) {
+  Request r = make(Op::map_file);
+  r.fd = fd;
+  r.length = length;
+  r.offset = offset;
+  r.mode = static_cast<uint32_t>(advice);
+  return r;
+}
+
+Request Request::madvise(const void* address, uint64_t length, int advice) {
+  Request r = make(Op::madvise);
+  r.buffer = const_cast<void*>(address);
+  r.length = length;
+  r.mode = static_cast<uint32_t>(advice);
+  return r;
+}
+
+Request Request::unmap(const void* address, uint64_t length) {
+  Request r = make(Op::unmap);
+  r.buffer = const_cast<void*>(address);
+  r.length = length;
   return r;
 }
 

@@ -1,6 +1,7 @@
-// Every backend operation as one direct system call. The posix backend runs
+// Every backend operation as a direct system call (two for set_direct_io,
+// and for map_file with advice). The posix backend runs
 // all of them this way; the uring backend runs here the operations the ring
-// has no opcode for (readlinkat, fchmod, ...).
+// has no opcode for (readlinkat, fchmod, getdents, map_file, ...).
 #pragma once
 
 #include <cstdint>

@@ -220,8 +220,12 @@ int UringBackend::opcode_for(Op op) const {
     case Op::ftruncate: opcode = static_cast<int>(kOpFtruncate); break;  // 6.9
     case Op::fadvise: opcode = IORING_OP_FADVISE; break;
     default:
-      // mknodat, readlinkat, fchmod, fchownat, utimensat, flistxattr,
-      // l*xattr, lseek, FICLONE and copy_file_range have no io_uring opcode.
+      // mknodat, readlinkat, fchmod, fchmodat, fchownat, utimensat,
+      // flistxattr, fremovexattr, l*xattr, lseek, FICLONE, copy_file_range,
+      // getdents, fcntl (set_direct_io), cachestat, fstatfs, mmap and munmap
+      // have no io_uring opcode (madvise has one, but gains nothing from
+      // the ring): prepare() runs them inline through posix::execute and
+      // counts them as inline metadata ops.
       return -1;
   }
   return ring_has(static_cast<unsigned>(opcode)) ? opcode : -1;

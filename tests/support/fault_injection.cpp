@@ -17,7 +17,7 @@ namespace ringio::test {
 namespace {
 
 constexpr std::array<const char*, kFaultKindCount> kKindNames = {
-    "enospc", "eio", "eintr", "eagain", "short_read", "short_write", "registration"};
+    "enospc", "eio", "eintr", "eagain", "short_read", "short_write", "registration", "enomem", "einval"};
 
 uint64_t mix64(uint64_t x) {
   // splitmix64's finalizer: every input bit affects every output bit.
@@ -60,6 +60,19 @@ bool creates_something(const Request& request) {
 
 }  // namespace
 
+int errno_of(FaultKind kind) {
+  switch (kind) {
+    case FaultKind::enospc: return ENOSPC;
+    case FaultKind::eio: return EIO;
+    case FaultKind::eintr: return EINTR;
+    case FaultKind::eagain: return EAGAIN;
+    case FaultKind::enomem:
+    case FaultKind::registration: return ENOMEM;
+    case FaultKind::einval: return EINVAL;
+    default: return 0;  // short transfers complete with a count
+  }
+}
+
 const char* fault_kind_name(FaultKind kind) {
   const auto index = static_cast<size_t>(kind);
   return index < kFaultKindCount ? kKindNames[index] : "invalid";
@@ -76,20 +89,50 @@ OpMask default_eio_ops() {
          op_bit(Op::fsync) | op_bit(Op::mkdirat) | op_bit(Op::mknodat) | op_bit(Op::linkat) |
          op_bit(Op::renameat) | op_bit(Op::symlinkat) | op_bit(Op::readlinkat) |
          op_bit(Op::fchmod) | op_bit(Op::fchownat) | op_bit(Op::utimensat) | op_bit(Op::ftruncate) |
-         op_bit(Op::copy_file_range);
+         op_bit(Op::copy_file_range) | op_bit(Op::getdents) | op_bit(Op::fchmodat) |
+         op_bit(Op::cachestat) | op_bit(Op::fstatfs) | op_bit(Op::map_file);
 }
 
-OpMask must_report_ops() { return default_eio_ops() & ~op_bit(Op::statx); }
+// cachestat, fstatfs and map_file only inform a choice (read from the
+// cache, read a pseudo filesystem to its end, write from a mapping): when
+// they fail the engine takes the plain path instead.
+OpMask must_report_ops() {
+  return default_eio_ops() & ~(op_bit(Op::statx) | op_bit(Op::cachestat) | op_bit(Op::fstatfs) |
+                               op_bit(Op::map_file));
+}
 
 OpMask default_transient_ops() {
   return op_bit(Op::read) | op_bit(Op::write) | op_bit(Op::copy_file_range);
 }
 
+OpMask default_enomem_ops() { return op_bit(Op::map_file); }
+
+OpMask default_refusal_ops() { return op_bit(Op::set_direct_io); }
+
+OpMask never_failed_ops() { return op_bit(Op::close) | op_bit(Op::unmap); }
+
+bool FaultSchedule::draws(FaultKind kind) const {
+  switch (kind) {
+    case FaultKind::enospc: return enospc > 0 && enospc_ops != 0;
+    case FaultKind::eio: return eio > 0 && eio_ops != 0;
+    case FaultKind::eintr: return eintr > 0 && transient_ops != 0;
+    case FaultKind::eagain: return eagain > 0 && transient_ops != 0;
+    case FaultKind::short_read: return short_read > 0 && transient_ops != 0;
+    case FaultKind::short_write: return short_write > 0 && transient_ops != 0;
+    case FaultKind::registration: return registration != RegistrationFault::none;
+    case FaultKind::enomem: return enomem > 0 && enomem_ops != 0;
+    case FaultKind::einval: return einval > 0 && einval_ops != 0;
+    case FaultKind::count_: break;
+  }
+  return false;
+}
+
 std::string FaultSchedule::describe() const {
-  char text[256];
+  char text[320];
   std::snprintf(text, sizeof text,
-                "enospc=%g eio=%g eintr=%g eagain=%g short_read=%g short_write=%g registration=%s",
-                enospc, eio, eintr, eagain, short_read, short_write,
+                "enospc=%g eio=%g eintr=%g eagain=%g short_read=%g short_write=%g enomem=%g einval=%g "
+                "registration=%s",
+                enospc, eio, eintr, eagain, short_read, short_write, enomem, einval,
                 registration == RegistrationFault::none         ? "ok"
                 : registration == RegistrationFault::refuse_all ? "refuse_all"
                                                                 : ("cap" + std::to_string(registered_buffers_max)).c_str());
@@ -101,6 +144,7 @@ FaultCounts& FaultCounts::operator+=(const FaultCounts& other) {
     injected[i] += other.injected[i];
     hit[i] += other.hit[i];
   }
+  for (size_t i = 0; i < kOpCount; ++i) injected_by_op[i] += other.injected_by_op[i];
   hard_hits += other.hard_hits;
   must_report_hits += other.must_report_hits;
   return *this;
@@ -113,6 +157,16 @@ std::string FaultCounts::describe() const {
     text += std::string(kKindNames[i]) + "=" + std::to_string(injected[i]) + "/" + std::to_string(hit[i]);
   }
   return text + " (injected/hit)";
+}
+
+std::string FaultCounts::describe_by_op() const {
+  std::string text;
+  for (size_t i = 0; i < kOpCount; ++i) {
+    if (injected_by_op[i] == 0) continue;
+    if (!text.empty()) text += ' ';
+    text += std::string(op_name(Op(i))) + "=" + std::to_string(injected_by_op[i]);
+  }
+  return text.empty() ? "none" : text;
 }
 
 std::string FaultRecord::describe() const {
@@ -215,6 +269,17 @@ std::string FaultInjectingBackend::fd_name(int fd) const {
   return it != fd_names_.end() ? it->second : "fd?";
 }
 
+// "<file> mapping +N": the file a map_file request mapped and where in the
+// mapping `address` lies, whatever address the kernel chose.
+std::string FaultInjectingBackend::mapping_name(const void* address, uint64_t length) const {
+  const auto at = reinterpret_cast<uintptr_t>(address);
+  auto it = mappings_.upper_bound(at);
+  if (it == mappings_.begin()) return "mapping?";
+  --it;
+  if (at + length > it->first + it->second.length) return "mapping?";
+  return it->second.name + " mapping +" + std::to_string(at - it->first);
+}
+
 std::string FaultInjectingBackend::resolve(int dirfd, const char* path) const {
   if (path == nullptr || path[0] == '\0') return fd_name(dirfd);
   // The engine links unnamed files through /proc/self/fd/N when it cannot
@@ -248,6 +313,7 @@ std::string FaultInjectingBackend::key_name(const Request& r) {
     case Op::mknodat:
     case Op::unlinkat:
     case Op::readlinkat:
+    case Op::fchmodat:
     case Op::fchownat:
     case Op::utimensat:
       return fold_temporaries(resolve(r.fd, r.path));
@@ -264,6 +330,7 @@ std::string FaultInjectingBackend::key_name(const Request& r) {
     case Op::lsetxattr:
     case Op::lgetxattr:
     case Op::llistxattr:
+    case Op::lremovexattr:
       return fold_temporaries(resolve(AT_FDCWD, r.path2)) + " xattr " + (r.path ? r.path : "");
     case Op::fsetxattr:
     case Op::fgetxattr:
@@ -273,7 +340,10 @@ std::string FaultInjectingBackend::key_name(const Request& r) {
       return fd_name(r.fd) + " <- " + fd_name(r.fd2);
     case Op::copy_file_range:
       return fd_name(r.fd2) + " <- " + fd_name(r.fd);
-    default:
+    case Op::madvise:
+    case Op::unmap:
+      return mapping_name(r.buffer, r.length);
+    default:  // getdents, set_direct_io, cachestat, fstatfs, map_file, ...
       return fd_name(r.fd);
   }
 }
@@ -289,28 +359,16 @@ double FaultInjectingBackend::draw(FaultKind kind, const std::string& key, uint3
 void FaultInjectingBackend::record(FaultKind kind, const Request& request, const std::string& name,
                                    uint32_t occurrence, uint64_t before, uint64_t after) {
   ++log_->counts.injected[size_t(kind)];
+  ++log_->counts.injected_by_op[size_t(request.op)];
   if (log_->keep_records)
     log_->records.push_back(FaultRecord{kind, request.op, name, request.offset, occurrence, before, after});
 }
 
-namespace {
-
-int failure_errno(FaultKind kind) {
-  switch (kind) {
-    case FaultKind::enospc: return ENOSPC;
-    case FaultKind::eio: return EIO;
-    case FaultKind::eintr: return EINTR;
-    case FaultKind::eagain: return EAGAIN;
-    default: return EIO;
-  }
-}
-
-}  // namespace
-
-// The failure this request gets, if any (recorded, and its occurrence counted).
-std::optional<FaultKind> FaultInjectingBackend::injected_failure(const Request& request, const std::string& name,
-                                                                 const std::string& key, uint32_t& occurrence) {
-  if (request.op == Op::close || request.op == Op::unmap) return std::nullopt;
+// The failure drawn for this request, if any: it completes with the errno
+// and is not forwarded.
+std::optional<FaultKind> FaultInjectingBackend::draw_failure(const Request& request, const std::string& key,
+                                                             uint32_t occurrence) const {
+  if ((never_failed_ops() & op_bit(request.op)) != 0) return std::nullopt;
   struct Candidate {
     FaultKind kind;
     double probability;
@@ -322,18 +380,31 @@ std::optional<FaultKind> FaultInjectingBackend::injected_failure(const Request& 
       {FaultKind::eio, schedule_.eio, schedule_.eio_ops},
       {FaultKind::eintr, schedule_.eintr, schedule_.transient_ops},
       {FaultKind::eagain, schedule_.eagain, schedule_.transient_ops},
+      {FaultKind::enomem, schedule_.enomem, schedule_.enomem_ops},
+      {FaultKind::einval, schedule_.einval, schedule_.einval_ops},
   };
-  const OpMask bit = op_bit(request.op);
   for (const Candidate& c : candidates) {
-    if (c.probability <= 0 || (c.ops & bit) == 0) continue;
-    if (draw(c.kind, key, occurrence) >= c.probability) continue;
-    record(c.kind, request, name, occurrence);
-    ++occurrence;
-    if ((request.flags & O_TMPFILE) == O_TMPFILE && request.op == Op::openat)
-      ++tmpfile_sequence_[tmpfile_directory(request)];
-    return c.kind;
+    if (c.probability <= 0 || (c.ops & op_bit(request.op)) == 0) continue;
+    if (draw(c.kind, key, occurrence) < c.probability) return c.kind;
   }
   return std::nullopt;
+}
+
+// A short transfer drawn for this request: its length is cut, and the
+// fault kind returned (-1: none).
+int FaultInjectingBackend::draw_short(Request& request, const std::string& key, uint32_t occurrence) const {
+  const bool data_op = request.op == Op::read || request.op == Op::write || request.op == Op::copy_file_range;
+  if (!data_op || (schedule_.transient_ops & op_bit(request.op)) == 0 || request.length < 2) return -1;
+  // A short copy_file_range is a short write: the target got fewer bytes.
+  const FaultKind kind = request.op == Op::read ? FaultKind::short_read : FaultKind::short_write;
+  const double probability = request.op == Op::read ? schedule_.short_read : schedule_.short_write;
+  if (probability <= 0 || draw(kind, key, occurrence) >= probability) return -1;
+  uint64_t length = 1 + uint64_t(draw(kind, key, occurrence, 1) * double(request.length - 1));
+  const int fl = fcntl(request.fd, F_GETFL);
+  if (fl >= 0 && (fl & O_DIRECT) != 0) length = length / 4096 * 4096;  // stay aligned
+  if (length == 0 || length >= request.length) return -1;
+  request.length = length;
+  return int(kind);
 }
 
 void FaultInjectingBackend::count_injected(FaultKind kind, Op op) {
@@ -344,19 +415,22 @@ void FaultInjectingBackend::count_injected(FaultKind kind, Op op) {
   }
 }
 
-// As prepare, without the queue: failures are returned at once; what is
-// forwarded runs now in the inner backend.
+// As prepare, without the queue: a failure is returned at once; what is
+// forwarded runs now in the inner backend (no short transfers here: the
+// engine runs no data transfer this way).
 int64_t FaultInjectingBackend::execute_now(const Request& request) {
   const std::string name = key_name(request);
   const std::string key = std::string(op_name(request.op)) + '\0' + name + '\0' + std::to_string(request.offset);
   uint32_t& occurrence = occurrences_[key];
-  if (const std::optional<FaultKind> kind = injected_failure(request, name, key, occurrence)) {
-    count_injected(*kind, request.op);
-    return -int64_t(failure_errno(*kind));
-  }
+  const bool tmpfile = request.op == Op::openat && (request.flags & O_TMPFILE) == O_TMPFILE;
+  const std::optional<FaultKind> failure = draw_failure(request, key, occurrence);
+  if (failure) record(*failure, request, name, occurrence);
   ++occurrence;
-  if (request.op == Op::openat && (request.flags & O_TMPFILE) == O_TMPFILE)
-    ++tmpfile_sequence_[tmpfile_directory(request)];
+  if (tmpfile) ++tmpfile_sequence_[tmpfile_directory(request)];
+  if (failure) {
+    count_injected(*failure, request.op);
+    return -int64_t(errno_of(*failure));
+  }
   const int64_t result = inner_->execute_now(request);
   if (request.op == Op::openat && result >= 0) fd_names_[int(result)] = name;
   if (request.op == Op::close) fd_names_.erase(request.fd);
@@ -371,60 +445,54 @@ bool FaultInjectingBackend::prepare(const Request& original) {
   const std::string name = key_name(request);
   const std::string key = std::string(op_name(request.op)) + '\0' + name + '\0' + std::to_string(request.offset);
   uint32_t& occurrence = occurrences_[key];
-  const OpMask bit = op_bit(request.op);
   auto decided = [&](const char* outcome) {
     if (log_->keep_decisions)
       log_->decisions[std::string(op_name(request.op)) + " '" + name + "' offset=" +
                       std::to_string(request.offset) + " #" + std::to_string(occurrence)] = outcome;
   };
+  const bool tmpfile = request.op == Op::openat && (request.flags & O_TMPFILE) == O_TMPFILE;
 
-  // Failures: complete with the errno, do not forward.
-  if (const std::optional<FaultKind> kind = injected_failure(request, name, key, occurrence)) {
-    decided(fault_kind_name(*kind));
-    injected_.push_back(Injected{Completion{request.user_data, -int64_t(failure_errno(*kind))}, *kind, request.op});
+  if (const std::optional<FaultKind> failure = draw_failure(request, key, occurrence)) {
+    record(*failure, request, name, occurrence);
+    decided(fault_kind_name(*failure));
+    ++occurrence;
+    if (tmpfile) ++tmpfile_sequence_[tmpfile_directory(request)];
+    injected_.push_back(Injected{Completion{request.user_data, -int64_t(errno_of(*failure))}, *failure, request.op});
     return true;
   }
 
-  // Short transfers: forward with a smaller length.
-  int short_kind = -1;
   const uint64_t requested = request.length;
-  const bool data_op = request.op == Op::read || request.op == Op::write || request.op == Op::copy_file_range;
-  if (data_op && (schedule_.transient_ops & bit) != 0 && request.length >= 2) {
-    // A short copy_file_range is a short write: the target got fewer bytes.
-    const FaultKind kind = request.op == Op::read ? FaultKind::short_read : FaultKind::short_write;
-    const double probability = request.op == Op::read ? schedule_.short_read : schedule_.short_write;
-    if (probability > 0 && draw(kind, key, occurrence) < probability) {
-      uint64_t length = 1 + uint64_t(draw(kind, key, occurrence, 1) * double(request.length - 1));
-      const int fl = fcntl(request.fd, F_GETFL);
-      if (fl >= 0 && (fl & O_DIRECT) != 0) length = length / 4096 * 4096;  // stay aligned
-      if (length > 0 && length < request.length) {
-        request.length = length;
-        short_kind = int(kind);
-      }
-    }
-  }
-
+  const int short_kind = draw_short(request, key, occurrence);
   if (!inner_->prepare(request)) return false;  // no room: the same decision next time
   if (short_kind >= 0) record(FaultKind(short_kind), request, name, occurrence, requested, request.length);
   decided(short_kind >= 0 ? fault_kind_name(FaultKind(short_kind)) : "-");
   ++occurrence;
+  if (tmpfile) ++tmpfile_sequence_[tmpfile_directory(request)];
+  remember(request, name, short_kind, fixed);
+  return true;
+}
 
+// What the completion of a forwarded request must update: the names of
+// descriptors and mappings, short-transfer hits, fixed buffers in use.
+void FaultInjectingBackend::remember(const Request& request, const std::string& name, int short_kind, bool fixed) {
   Pending pending;
   pending.op = request.op;
   pending.fault = short_kind;
   pending.fixed = fixed;
   bool keep = short_kind >= 0 || fixed;
-  if (request.op == Op::openat) {
+  if (request.op == Op::openat || request.op == Op::map_file) {
     pending.name = name;
-    if ((request.flags & O_TMPFILE) == O_TMPFILE) ++tmpfile_sequence_[tmpfile_directory(request)];
+    pending.length = request.length;
     keep = true;
   } else if (request.op == Op::close) {
     pending.fd = request.fd;
     keep = true;
+  } else if (request.op == Op::unmap) {
+    pending.address = reinterpret_cast<uintptr_t>(request.buffer);
+    keep = true;
   }
   if (fixed) ++registrar_->fixed_in_flight;
   if (keep) pending_[request.user_data] = std::move(pending);
-  return true;
 }
 
 int FaultInjectingBackend::submit_and_reap(std::span<Completion> out, unsigned min_completions) {
@@ -449,6 +517,10 @@ int FaultInjectingBackend::submit_and_reap(std::span<Completion> out, unsigned m
       fd_names_[int(completion.result)] = pending.name;
     } else if (pending.op == Op::close) {
       fd_names_.erase(pending.fd);
+    } else if (pending.op == Op::map_file && completion.result >= 0) {
+      mappings_[uintptr_t(completion.result)] = Mapping{pending.length, pending.name};
+    } else if (pending.op == Op::unmap) {
+      mappings_.erase(pending.address);
     }
     if (pending.fault >= 0) ++log_->counts.hit[size_t(pending.fault)];
     if (pending.fixed) --registrar_->fixed_in_flight;

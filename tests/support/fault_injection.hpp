@@ -19,9 +19,10 @@
 //
 // Injected failures are not forwarded: the request completes with the errno
 // and its user_data from submit_and_reap(), and in_flight() counts it until
-// then. close() is never failed (not forwarding it would leak the
-// descriptor, and Linux closes the descriptor even when close reports an
-// error).
+// then. close() and unmap are never failed (not forwarding them would leak
+// the descriptor or the mapping, and Linux closes the descriptor even when
+// close reports an error). A mapping is named after the file it maps, so
+// madvise on part of it is keyed by that name and the offset in it.
 #pragma once
 
 #include <array>
@@ -47,13 +48,18 @@ enum class FaultKind : uint8_t {
   short_read,    // forwarded with a smaller length
   short_write,   // forwarded with a smaller length
   registration,  // buffer registration refused (ENOMEM), see RegistrationFault
+  enomem,        // completes with -ENOMEM (no address space for a mapping)
+  einval,        // completes with -EINVAL (the filesystem refuses O_DIRECT)
   count_,
 };
 inline constexpr size_t kFaultKindCount = static_cast<size_t>(FaultKind::count_);
 const char* fault_kind_name(FaultKind kind);
+// The errno a failure of this kind completes with (0 for short transfers).
+int errno_of(FaultKind kind);
 
 // A set of operations, one bit per Op.
 using OpMask = uint64_t;
+static_assert(kOpCount <= 64, "OpMask holds one bit per Op");
 constexpr OpMask op_bit(Op op) { return OpMask{1} << static_cast<unsigned>(op); }
 
 // Operations a full filesystem refuses with ENOSPC.
@@ -67,6 +73,14 @@ OpMask default_eio_ops();
 OpMask must_report_ops();
 // Where EINTR/EAGAIN and short transfers are injected: data operations.
 OpMask default_transient_ops();
+// Where ENOMEM is injected: map_file (mmap runs out of address space or
+// of vm.max_map_count).
+OpMask default_enomem_ops();
+// Where EINVAL is injected: set_direct_io (a filesystem without O_DIRECT).
+// A refusal the engine must take as "not here", not as an error.
+OpMask default_refusal_ops();
+// Operations the engine never has to see fail: close and unmap.
+OpMask never_failed_ops();
 
 // How buffer registration fails. The group is created inside the backend
 // (UringBackend::create registers with its own ring), so the decorator
@@ -117,19 +131,26 @@ struct FaultSchedule {
   double eagain = 0;
   double short_read = 0;
   double short_write = 0;
+  double enomem = 0;
+  double einval = 0;
   OpMask enospc_ops = default_enospc_ops();
   OpMask eio_ops = default_eio_ops();
   OpMask transient_ops = default_transient_ops();
+  OpMask enomem_ops = default_enomem_ops();
+  OpMask einval_ops = default_refusal_ops();
   RegistrationFault registration = RegistrationFault::none;
   uint32_t registered_buffers_max = 4;  // for RegistrationFault::cap
 
   bool any_hard() const { return enospc > 0 || eio > 0; }
+  // Whether this schedule can inject `kind` at all.
+  bool draws(FaultKind kind) const;
   std::string describe() const;
 };
 
 struct FaultCounts {
   std::array<uint64_t, kFaultKindCount> injected{};
   std::array<uint64_t, kFaultKindCount> hit{};  // the engine received the completion
+  std::array<uint64_t, kOpCount> injected_by_op{};  // every kind but registration
   uint64_t hard_hits = 0;         // ENOSPC/EIO completions delivered
   uint64_t must_report_hits = 0;  // ... on an operation in must_report_ops()
 
@@ -137,6 +158,7 @@ struct FaultCounts {
   uint64_t hit_of(FaultKind kind) const { return hit[size_t(kind)]; }
   FaultCounts& operator+=(const FaultCounts& other);
   std::string describe() const;  // "enospc=3/3 eio=1/1 ..." (injected/hit)
+  std::string describe_by_op() const;  // "read=12 getdents=1 ..." (ops with injections)
 };
 
 // One injected fault, for replay and for comparing two runs of a seed.
@@ -192,6 +214,8 @@ class FaultInjectingBackend final : public Backend {
     Op op = Op::nop;
     std::string name;      // for openat: the name the new descriptor gets
     int fd = -1;           // for close: the descriptor that goes away
+    uintptr_t address = 0; // for unmap: the mapping that goes away
+    uint64_t length = 0;   // for map_file: the mapping's length
     int fault = -1;        // FaultKind of a short transfer, or -1
     bool must_report = false;
     bool fixed = false;    // counted in RefusingRegistrar's fixed ops in flight
@@ -199,13 +223,16 @@ class FaultInjectingBackend final : public Backend {
 
   std::string strip_roots(const std::string& path) const;
   std::string fd_name(int fd) const;
+  std::string mapping_name(const void* address, uint64_t length) const;
   std::string resolve(int dirfd, const char* path) const;
   std::string tmpfile_directory(const Request& request) const;
   std::string key_name(const Request& request);
-  std::optional<FaultKind> injected_failure(const Request& request, const std::string& name, const std::string& key,
-                                            uint32_t& occurrence);
   void count_injected(FaultKind kind, Op op);
   double draw(FaultKind kind, const std::string& key, uint32_t occurrence, uint64_t salt = 0) const;
+  std::optional<FaultKind> draw_failure(const Request& request, const std::string& key,
+                                        uint32_t occurrence) const;
+  int draw_short(Request& request, const std::string& key, uint32_t occurrence) const;
+  void remember(const Request& request, const std::string& name, int short_kind, bool fixed);
   void record(FaultKind kind, const Request& request, const std::string& name, uint32_t occurrence,
               uint64_t before = 0, uint64_t after = 0);
 
@@ -222,6 +249,11 @@ class FaultInjectingBackend final : public Backend {
   std::vector<std::string> roots_;
 
   std::unordered_map<int, std::string> fd_names_;
+  struct Mapping {
+    uint64_t length = 0;
+    std::string name;  // the file's
+  };
+  std::map<uintptr_t, Mapping> mappings_;  // by start address, from map_file to unmap
   std::unordered_map<std::string, uint32_t> tmpfile_sequence_;  // per directory name
   std::unordered_map<std::string, uint32_t> occurrences_;
   std::unordered_map<uint64_t, Pending> pending_;  // by user_data, forwarded requests

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 #include "core/teardown_stats.hpp"
 #include "posix/syscalls.hpp"
@@ -17,6 +18,13 @@ namespace ringio::uring {
 namespace {
 // IORING_OP_FTRUNCATE (Linux 6.9) has no liburing 2.3 helper or enum value.
 constexpr unsigned kOpFtruncate = 55;
+
+// IORING_OP_FADVISE takes its length from the SQE's 32-bit len field
+// (liburing 2.3 sets nothing else): a longer range would be cut modulo
+// 4 GiB, so such a request runs inline instead.
+bool fits_in_sqe(const Request& r) {
+  return r.op != Op::fadvise || r.length <= std::numeric_limits<uint32_t>::max();
+}
 }  // namespace
 
 UringBackend::UringBackend(const IoConfig& config, const KernelSupport& support, std::unique_ptr<Ring> ring)
@@ -240,7 +248,7 @@ bool UringBackend::prepare(const Request& request) {
   // Never accept more than the CQ can hold, so completions cannot overflow.
   if (in_flight() >= slots_.size()) return false;
 
-  if (opcode_for(request.op) < 0) {
+  if (opcode_for(request.op) < 0 || !fits_in_sqe(request)) {
     counters_.count_direct(request.op);
     inline_done_.push_back(Completion{request.user_data, posix::execute(request)});
     return true;

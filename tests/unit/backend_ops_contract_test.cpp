@@ -151,6 +151,26 @@ TEST_P(BackendOpsContract, cachestat_counts_the_cached_pages) {
   EXPECT_EQ(run(Request::cachestat(-1, 0, 0, &stat)), -EBADF);
 }
 
+// An SQE carries a 32-bit length: a range past 4 GiB must still reach the
+// kernel whole. Seen through cachestat: the page at 5 GiB leaves the cache
+// only if the advice covered it.
+TEST_P(BackendOpsContract, fadvise_covers_a_range_longer_than_4_gib) {
+  const int fd = open_file(dir_ / "big-sparse", O_RDWR | O_CREAT | O_TRUNC);
+  constexpr uint64_t kFar = 5ull << 30;
+  const std::vector<uint8_t> page(4096, 7);
+  ASSERT_TRUE(write_full(*backend_, fd, page.data(), page.size(), kFar).ok());
+  ASSERT_EQ(run(Request::fsync(fd)), 0) << "clean pages: DONTNEED drops only those";
+  CacheStat stat;
+  const int64_t rc = run(Request::cachestat(fd, kFar, 4096, &stat));
+  if (rc == -ENOSYS) GTEST_SKIP() << "no cachestat(2) in this kernel (Linux 6.5) to observe the cache";
+  ASSERT_EQ(rc, 0);
+  ASSERT_EQ(stat.nr_cache, 1u);
+  EXPECT_EQ(run(Request::fadvise(fd, 0, kFar + 4096, POSIX_FADV_DONTNEED)), 0);
+  ASSERT_EQ(run(Request::cachestat(fd, kFar, 4096, &stat)), 0);
+  EXPECT_EQ(stat.nr_cache, 0u) << "the advice stopped short of 5 GiB";
+  EXPECT_EQ(run(Request::close(fd)), 0);
+}
+
 TEST_P(BackendOpsContract, fstatfs_describes_the_filesystem) {
   const int dirfd = open_file(dir_.path(), O_RDONLY | O_DIRECTORY);
   struct statfs got {};

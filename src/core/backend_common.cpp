@@ -3,6 +3,7 @@
 #include <cassert>
 #include <cstring>
 
+#include "core/op_counters.hpp"
 #include "core/teardown_stats.hpp"
 #include "ringio/backend.hpp"
 

@@ -199,21 +199,6 @@ struct OpCounts {
   uint64_t quiesces = 0;
 };
 
-class OpCounters {
- public:
-  void count(Op op) { by_op_[static_cast<size_t>(op)].add(); }
-  // A request done as a direct syscall rather than through a ring: reads and
-  // writes are plain transfers, copy_file_range is data counted by op only,
-  // everything else (getdents, map_file, ... included) is metadata.
-  void count_direct(Op op);
-  SingleWriterCounter fixed_reads, fixed_writes, plain_reads, plain_writes;
-  SingleWriterCounter ring_metadata_ops, inline_metadata_ops, submit_calls;
-  OpCounts snapshot() const;
-
- private:
-  std::array<SingleWriterCounter, kOpCount> by_op_;
-};
-
 enum class BackendKind : uint8_t { uring, posix };
 const char* backend_name(BackendKind kind);
 

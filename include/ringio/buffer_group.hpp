@@ -4,12 +4,9 @@
 // until a completion gives a buffer back.
 //
 // The pool belongs to one ring and one thread. Its counters have one writer
-// and may be read from any thread at any time (SingleWriterCounter).
+// and may be read from any thread at any time (stats()).
 #pragma once
 
-#include <sys/uio.h>
-
-#include <atomic>
 #include <cstddef>
 #include <chrono>
 #include <cstdint>
@@ -24,64 +21,6 @@
 #include "ringio/pinned_memory_budget.hpp"
 
 namespace ringio {
-
-#if defined(__SANITIZE_THREAD__)
-#define RINGIO_THREAD_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define RINGIO_THREAD_SANITIZER 1
-#endif
-#endif
-#ifndef RINGIO_THREAD_SANITIZER
-#define RINGIO_THREAD_SANITIZER 0
-#endif
-
-// A counter with one writer that other threads may read at any time: the
-// increment is never a locked read-modify-write, and reads are race-free.
-class SingleWriterCounter {
- public:
-#ifndef RINGIO_NO_TELEMETRY
-  void add(uint64_t n = 1) {
-#if defined(__x86_64__) && defined(__GNUC__) && !RINGIO_THREAD_SANITIZER
-    // One unlocked add to memory, the instruction a plain counter compiles
-    // to (the compiler never fuses a relaxed load and store into it). The
-    // writer is alone and the add's aligned 8-byte store is single-copy
-    // atomic on x86-64, so a concurrent relaxed load sees the old or the new
-    // value. ThreadSanitizer builds keep the atomic pair, which it can check.
-    static_assert(sizeof(value_) == 8 && alignof(std::atomic<uint64_t>) == 8);
-    asm volatile("addq %1, %0" : "+m"(value_) : "er"(n));
-#else
-    value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-#endif
-  }
-  void set(uint64_t n) { value_.store(n, std::memory_order_relaxed); }
-  uint64_t get() const { return value_.load(std::memory_order_relaxed); }
-
- private:
-  std::atomic<uint64_t> value_{0};
-#else
-  // Baseline for the telemetry-overhead benchmark only: the same counts (the
-  // sizer needs acquires and misses), in plain variables no other thread may
-  // read. PublishedValue is the same in both builds.
-  void add(uint64_t n = 1) { value_ += n; }
-  void set(uint64_t n) { value_ = n; }
-  uint64_t get() const { return value_; }
-
- private:
-  uint64_t value_ = 0;
-#endif
-};
-
-// A value with one writer, published for other threads (in use, peak, pool
-// size): a relaxed store and load, in every build.
-class PublishedValue {
- public:
-  void set(uint64_t n) { value_.store(n, std::memory_order_relaxed); }
-  uint64_t get() const { return value_.load(std::memory_order_relaxed); }
-
- private:
-  std::atomic<uint64_t> value_{0};
-};
 
 enum class Registration : uint8_t {
   registered,    // every active buffer is a registered (fixed) buffer
@@ -122,21 +61,10 @@ struct BufferAllocator {
   static BufferAllocator anonymous_pages();  // mmap(MAP_ANONYMOUS) / munmap
 };
 
-// What the group needs from a ring to register buffers; implemented by the
-// io_uring mechanism. All calls return >= 0 or -errno, like liburing.
-class BufferRegistrar {
- public:
-  virtual ~BufferRegistrar() = default;
-  virtual bool supports_sparse_update() const = 0;
-  virtual uint32_t kernel_buffer_cap() const = 0;
-  virtual int register_sparse(uint32_t slot_count) = 0;
-  virtual int update_slots(uint32_t first_slot, const iovec* iovecs, uint32_t count) = 0;
-  virtual int register_table(const iovec* iovecs, uint32_t count) = 0;
-  virtual int unregister_table() = 0;
-  // Fixed-buffer requests submitted and not yet completed.
-  virtual uint32_t fixed_ops_in_flight() const = 0;
-};
-
+// What the group needs from a ring to register buffers: implemented by the
+// io_uring backend, internal to the library. A group built outside a backend
+// has no ring and is given nullptr.
+class BufferRegistrar;
 class RegisteredBufferGroup;
 
 // RAII handle on one checked-out buffer; destroying it gives the buffer back.
@@ -283,16 +211,15 @@ class RegisteredBufferGroup {
   bool pending_from_sizer_ = false;  // pending_target_ is the sizer's decision
   bool draining_ = false;  // re-registration waits for a quiescent point
 
-  SingleWriterCounter acquires_;
-  SingleWriterCounter misses_;
-  PublishedValue peak_in_use_;
-  SingleWriterCounter growths_;
-  SingleWriterCounter shrinks_;
-  SingleWriterCounter failed_resizes_;
-  SingleWriterCounter resize_ns_;
-  SingleWriterCounter quiesces_;
-  PublishedValue published_in_use_;
-  PublishedValue published_count_;
+  // The telemetry counters (acquires, misses, peak in use, growths, ...),
+  // defined in buffer_group.cpp. They have one writer (the owner) and are
+  // read by stats() from any thread. Stored in place, not behind a pointer:
+  // checkout() counts every acquire.
+  struct Telemetry;
+  static constexpr size_t kTelemetryBytes = 10 * sizeof(uint64_t);
+  Telemetry& telemetry();
+  const Telemetry& telemetry() const;
+  alignas(uint64_t) std::byte telemetry_storage_[kTelemetryBytes];
 };
 
 }  // namespace ringio

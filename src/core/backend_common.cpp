@@ -4,6 +4,7 @@
 #include <cassert>
 #include <cstring>
 
+#include "core/op_counters.hpp"
 #include "core/teardown_stats.hpp"
 #include "posix/syscalls.hpp"
 #include "ringio/backend.hpp"

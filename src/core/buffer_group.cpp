@@ -7,9 +7,37 @@
 #include <chrono>
 #include <cstring>
 #include <string>
+#include <new>
 #include <thread>
+#include <type_traits>
+
+#include "core/buffer_registrar.hpp"
+#include "core/counters.hpp"
 
 namespace ringio {
+
+// The group's counters, in the storage the public class reserves for them
+// (the class layout is the one a member list would give: no indirection on
+// checkout()).
+struct RegisteredBufferGroup::Telemetry {
+  SingleWriterCounter acquires;
+  SingleWriterCounter misses;
+  PublishedValue peak_in_use;
+  SingleWriterCounter growths;
+  SingleWriterCounter shrinks;
+  SingleWriterCounter failed_resizes;
+  SingleWriterCounter resize_ns;
+  SingleWriterCounter quiesces;
+  PublishedValue published_in_use;
+  PublishedValue published_count;
+};
+inline RegisteredBufferGroup::Telemetry& RegisteredBufferGroup::telemetry() {
+  return *std::launder(reinterpret_cast<Telemetry*>(telemetry_storage_));
+}
+
+inline const RegisteredBufferGroup::Telemetry& RegisteredBufferGroup::telemetry() const {
+  return *std::launder(reinterpret_cast<const Telemetry*>(telemetry_storage_));
+}
 
 namespace {
 
@@ -115,6 +143,10 @@ RegisteredBufferGroup::RegisteredBufferGroup(BufferGroupOptions options,
                                              BufferRegistrar* registrar,
                                              std::string unregistered_reason)
     : options_(std::move(options)), registrar_(registrar) {
+  // The header reserves the storage; the destructor need not end its life.
+  static_assert(sizeof(Telemetry) == kTelemetryBytes && alignof(Telemetry) <= alignof(uint64_t));
+  static_assert(std::is_trivially_destructible_v<Telemetry>);
+  new (telemetry_storage_) Telemetry();
   assert(options_.min_buffers >= 1 && options_.min_buffers <= options_.max_buffers);
   options_.initial_buffers =
       std::clamp(options_.initial_buffers, options_.min_buffers, options_.max_buffers);
@@ -133,7 +165,7 @@ RegisteredBufferGroup::RegisteredBufferGroup(BufferGroupOptions options,
                                                        : std::move(unregistered_reason);
     grow_to(options_.initial_buffers);
   }
-  growths_.set(0);  // the initial fill is not a growth
+  telemetry().growths.set(0);  // the initial fill is not a growth
 
   if (options_.adaptive) {
     SizerConfig sizer_config = options_.sizer;
@@ -215,33 +247,37 @@ void RegisteredBufferGroup::release_all_slots() {
   for (uint32_t slot = 0; slot < active_count_; ++slot) retire_slot(slot);
   free_slots_.clear();
   active_count_ = 0;
-  published_count_.set(0);
+  telemetry().published_count.set(0);
 }
 
 BufferSlot RegisteredBufferGroup::checkout() {
-  acquires_.add();
+  Telemetry& counts = telemetry();
+  counts.acquires.add();
   BufferSlot slot;
   if (draining_ || free_slots_.empty()) {
-    misses_.add();
+    counts.misses.add();
   } else {
     const uint32_t index = free_slots_.back();
     free_slots_.pop_back();
     SlotState& state = slots_[index];
     state.in_use = true;
-    ++in_use_;
-    published_in_use_.set(in_use_);
-    if (in_use_ > peak_in_use_.get()) peak_in_use_.set(in_use_);
-    window_peak_in_use_ = std::max(window_peak_in_use_, in_use_);
+    // A local copy: the counters' stores would otherwise make the compiler
+    // load in_use_ again (it cannot tell they do not overlap it).
+    const uint32_t in_use = ++in_use_;
+    counts.published_in_use.set(in_use);
+    if (in_use > counts.peak_in_use.get()) counts.peak_in_use.set(in_use);
+    window_peak_in_use_ = std::max(window_peak_in_use_, in_use);
     const int32_t fixed = state.registered ? static_cast<int32_t>(index) : -1;
     slot = BufferSlot(this, index, state.memory, options_.buffer_size_bytes, fixed);
   }
-  if (sizer_ && acquires_.get() - window_first_acquire_ >= options_.sizer.window_acquires) end_window();
+  if (sizer_ && counts.acquires.get() - window_first_acquire_ >= options_.sizer.window_acquires)
+    end_window();
   return slot;
 }
 
 void RegisteredBufferGroup::end_window() {
-  const uint64_t acquires = acquires_.get();
-  const uint64_t misses = misses_.get();
+  const uint64_t acquires = telemetry().acquires.get();
+  const uint64_t misses = telemetry().misses.get();
   const WindowSample sample{static_cast<double>(misses - window_first_miss_) /
                                 static_cast<double>(acquires - window_first_acquire_),
                             window_peak_in_use_};
@@ -260,7 +296,7 @@ void RegisteredBufferGroup::give_back(uint32_t slot) {
   assert(state.in_use);
   state.in_use = false;
   --in_use_;
-  published_in_use_.set(in_use_);
+  telemetry().published_in_use.set(in_use_);
   if (state.retiring) {
     retire_slot(slot);
   } else {
@@ -294,23 +330,23 @@ uint32_t RegisteredBufferGroup::apply_pending_resize() {
         return active_count_;
       }
       pending_target_ = target;
-      quiesces_.add();
+      telemetry().quiesces.add();
       if (!reregister_all()) grow_to(target);
     } else if (target > before) {
       grow_to(target);
     } else {
       shrink_to(target);
     }
-    if (active_count_ > before) growths_.add();
-    if (active_count_ < before) shrinks_.add();
-    if (target > before && active_count_ < target) failed_resizes_.add();
+    if (active_count_ > before) telemetry().growths.add();
+    if (active_count_ < before) telemetry().shrinks.add();
+    if (target > before && active_count_ < target) telemetry().failed_resizes.add();
   }
   draining_ = false;
   pending_target_ = 0;
   pending_from_sizer_ = false;
   if (sizer_) sizer_->on_resize_applied(active_count_);
   const auto spent = std::chrono::steady_clock::now() - started;
-  resize_ns_.add(static_cast<uint64_t>(
+  telemetry().resize_ns.add(static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(spent).count()));
   publish_state();
   return active_count_;
@@ -338,7 +374,7 @@ uint32_t RegisteredBufferGroup::grow_to(uint32_t target_count) {
     active_count_ = first + added;
     if (added < end - first) break;
   }
-  published_count_.set(active_count_);
+  telemetry().published_count.set(active_count_);
   return active_count_;
 }
 
@@ -405,7 +441,7 @@ uint32_t RegisteredBufferGroup::shrink_to(uint32_t target_count) {
     }
   }
   active_count_ = target_count;
-  published_count_.set(active_count_);
+  telemetry().published_count.set(active_count_);
   return active_count_;
 }
 
@@ -421,7 +457,7 @@ void RegisteredBufferGroup::retire_slot(uint32_t slot) {
       // Freeing memory the table still points at would let a fixed request
       // on this slot reach it: keep it (and its charge) out of service.
       state.uncleared = true;
-      failed_resizes_.add();
+      telemetry().failed_resizes.add();
       registration_note_ = "clearing buffer slot " + std::to_string(slot) + " refused: " +
                            strerror(rc < 0 ? -rc : EIO) + "; its memory stays until the table goes";
       publish_state();
@@ -489,7 +525,7 @@ bool RegisteredBufferGroup::reregister_all() {
       free_slots_.push_back(slot - 1);
     }
     active_count_ = want;
-    published_count_.set(active_count_);
+    telemetry().published_count.set(active_count_);
     return true;
   }
   // Nothing could be registered: the caller refills the pool with plain
@@ -517,18 +553,19 @@ void RegisteredBufferGroup::publish_state() {
 }
 
 RegisteredBufferStats RegisteredBufferGroup::stats() const {
+  const Telemetry& counts = telemetry();
   RegisteredBufferStats stats;
-  stats.total_acquires = acquires_.get();
-  stats.total_misses = misses_.get();
-  stats.buffer_count = static_cast<uint32_t>(published_count_.get());
+  stats.total_acquires = counts.acquires.get();
+  stats.total_misses = counts.misses.get();
+  stats.buffer_count = static_cast<uint32_t>(counts.published_count.get());
   stats.buffer_size = options_.buffer_size_bytes;
-  stats.in_use = static_cast<uint32_t>(published_in_use_.get());
-  stats.peak_in_use = static_cast<uint32_t>(peak_in_use_.get());
-  stats.growths = growths_.get();
-  stats.shrinks = shrinks_.get();
-  stats.failed_resizes = failed_resizes_.get();
-  stats.resize_ns = resize_ns_.get();
-  stats.quiesces = quiesces_.get();
+  stats.in_use = static_cast<uint32_t>(counts.published_in_use.get());
+  stats.peak_in_use = static_cast<uint32_t>(counts.peak_in_use.get());
+  stats.growths = counts.growths.get();
+  stats.shrinks = counts.shrinks.get();
+  stats.failed_resizes = counts.failed_resizes.get();
+  stats.resize_ns = counts.resize_ns.get();
+  stats.quiesces = counts.quiesces.get();
   std::lock_guard lock(published_mutex_);
   stats.max_buffers = published_max_;
   stats.registration = published_registration_;

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/buffer_registrar.hpp"
+
 namespace ringio {
 namespace {
 

@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/op_counters.hpp"
 #include "ringio/backend.hpp"
 
 namespace ringio::posix {

@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/buffer_registrar.hpp"
+#include "core/op_counters.hpp"
 #include "ringio/backend.hpp"
 #include "ringio/kernel_support.hpp"
 #include "uring/ring.hpp"

@@ -35,6 +35,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/buffer_registrar.hpp"
 #include "ringio/backend.hpp"
 #include "ringio/buffer_group.hpp"
 

@@ -93,6 +93,30 @@ Instead of the tool comparison, runs ringcp with ``--buffers=N`` for N in
 then re-measures auto against the winning fixed count head to head,
 interleaved, for ``--h2h-runs`` (>= 5) rounds.
 
+Two builds side by side (``--paired``)
+--------------------------------------
+
+``--ringcp LABEL=PATH`` (repeatable) makes every given ringcp binary a tool
+of its own (key ``ringcp:LABEL``, shown as ``ringcp -a (LABEL)``); the first
+is the baseline of every ratio.  ``--paired --rounds N`` (default 10) compares
+them for "nothing gets slower": for each workload (default small, large,
+mixed) in turn, one unmeasured settling copy (the first run after a switch
+of workload is slower), then N rounds; a round runs every mode (default
+cold, hot) and, within each mode, every binary once, back to back, the order
+alternating from mode to mode and round to round (AB BA, BA AB, ...;
+``paired_order()``), so that load on the machine hits both alike.  Each run is measured as above (time to data on
+disk, user+sys of the process tree from ``wait4``); each binary's first copy
+per workload *and mode* is verified.  Reported per workload and mode: the
+median wall time of each, the ratio of the medians (the criterion: PASS when
+<= 1 + ``--wall-tolerance``, 0.05), the median (and range) of the per-round
+ratios, how many rounds the new one was faster in, the CPU medians and their
+ratio (PASS when <= 1 + ``--cpu-tolerance``, 0.03, allowed for noise; with
+``--cpu-floor S`` also when the new median is at most S seconds above the
+old one, for copies that use ~0.1 s of CPU; default 0: off), the median of
+the per-round CPU ratios, a verdict, and the seconds one round takes per
+workload.  Limits are not measured.  The
+same binary under two labels (an A/A run) shows the noise.
+
 Usage
 =====
 
@@ -104,6 +128,9 @@ Run as root (drop_caches), from anywhere::
     python3 bench/harness/copybench.py --tools cp,tar,rsync --workloads small \\
         --modes cold --runs 3
     python3 bench/harness/copybench.py --adaptive --runs 3
+    python3 bench/harness/copybench.py --paired --rounds 10 \
+        --ringcp before=/work/ringcp-before --ringcp after=build/release/tools/ringcp \
+        --markdown /tmp/paired.md --json /tmp/paired.json
     python3 bench/harness/copybench.py --clean             # remove the workdir
 
 ``--quick``: small (20,000 files) and large (512 MiB), cold, ringcp vs ``cp -a``
@@ -636,13 +663,55 @@ class Tool:
         return shutil.which(self.exe) is not None
 
 
-def make_tool(key: str, ringcp_path: str, ringcp_extra: list[str]) -> Tool:
+def parse_ringcp_specs(values: list[str] | None, default: str = DEFAULT_RINGCP) -> list[tuple]:
+    """The --ringcp arguments as [(label or None, absolute path)].
+
+    ``PATH`` or ``LABEL=PATH`` (LABEL: letters, digits, ``.``, ``_``, ``-``; a
+    value that names an existing file is taken as a path even if it has a
+    ``=``).  None given: the project's build, unlabelled.  Several binaries must
+    each have a distinct label; the first is the baseline of every ratio."""
+    if not values:
+        return [(None, os.path.abspath(default))]
+    out = []
+    for v in values:
+        label, path = None, v
+        if "=" in v and not os.path.exists(v):
+            head, tail = v.split("=", 1)
+            if head and all(c.isalnum() or c in "._-" for c in head):
+                label, path = head, tail
+        if not path:
+            raise SystemExit(f"copybench: --ringcp {v!r}: no path")
+        out.append((label, os.path.abspath(path)))
+    if len(out) > 1:
+        labels = [lab for lab, _ in out]
+        if None in labels:
+            raise SystemExit("copybench: with several --ringcp, give each a label: "
+                             "--ringcp before=PATH --ringcp after=PATH")
+        if len(set(labels)) != len(labels):
+            raise SystemExit(f"copybench: --ringcp labels must differ: {', '.join(labels)}")
+    return out
+
+
+def ringcp_key(label: str | None) -> str:
+    """Tool key of a ringcp binary: ``ringcp`` unlabelled, ``ringcp:LABEL`` labelled."""
+    return "ringcp" if label is None else f"ringcp:{label}"
+
+
+def make_tool(key: str, ringcp_path: str, ringcp_extra: list[str],
+              ringcp_label: str | None = None) -> Tool:
+    """`key` is a tool name; for ringcp, ``ringcp`` plus optional extra
+    arguments (``ringcp --buffers=auto``).  With `ringcp_label` the key becomes
+    ``ringcp:LABEL[ args]`` and the binary is `ringcp_path`."""
     if key == "ringcp" or key.startswith("ringcp "):
-        extra = ringcp_extra + key.split()[1:]
-        label = "ringcp -a" + "".join(" " + x for x in key.split()[1:])
-        return Tool(key, label, ringcp_path,
+        args = key.split()[1:]
+        extra = ringcp_extra + args
+        name = "ringcp -a" if ringcp_label is None else f"ringcp -a ({ringcp_label})"
+        label = name + "".join(" " + x for x in args)
+        full_key = " ".join([ringcp_key(ringcp_label)] + args)
+        return Tool(full_key, label, ringcp_path,
                     lambda s, d: [ringcp_path, "-a", *extra, s + "/.", d],
-                    f"build it: cmake --build build/release --target ringcp (or pass --ringcp PATH)",
+                    f"build it: cmake --build build/release --target ringcp (or pass --ringcp PATH)"
+                    if ringcp_label is None else f"no executable at {ringcp_path}",
                     env={"RINGIO_STATS": "1"}, ringcp=True)
     if key == "cp":
         return Tool(key, "cp -a", "cp", lambda s, d: ["cp", "-a", s + "/.", d],
@@ -678,11 +747,16 @@ class Bench:
         self.limits: list[dict] = []      # limit runs
         self.verify: dict = {}            # (tool key, workload) -> result
         self.failed: set = set()          # (tool key, workload, mode) that failed
+        # --paired verifies each tool's first copy per workload *and mode* (a
+        # hot copy may take another path than a cold one): keys get the mode.
+        self.verify_per_mode = bool(getattr(args, "paired", False))
         self.caches_dropped = True
         self.gnu_time = os.access(GNU_TIME, os.X_OK)
         self.shm = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
         self.current: subprocess.Popen | None = None
         self.last_prepare: dict = {}
+        self.cell_seconds: list[dict] = []  # --paired: seconds per round, workload and mode
+        self.settle_seconds: dict = {}      # --paired: workload -> seconds of its settling copy
 
     # -- between runs --------------------------------------------------------
     def prepare(self, mode: str, src: str) -> None:
@@ -938,7 +1012,7 @@ class Bench:
             log(f"  {wl.name} {mode} run {run}/{nruns} {tool.label}: {rec['t_total']:.2f} s "
                 f"(no sync {rec['t_copy']:.2f} s, tool CPU {rec['tool_cpu']:.2f} s, "
                 f"RSS {fmt_mib(rec['maxrss_kib'])} MiB)")
-            vkey = (tool.key, wl.name)
+            vkey = (tool.key, wl.name, mode) if self.verify_per_mode else (tool.key, wl.name)
             if self.args.verify != "none" and vkey not in self.verify:
                 self.verify[vkey] = self.verify_copy(tool, wl)
         else:
@@ -1048,6 +1122,243 @@ def run_adaptive(b: Bench, workloads: list[Workload], ringcp_path: str, extra: l
     return result
 
 
+def paired_order(tools: list, rnd: int, cell: int) -> list:
+    """Tool order of one workload+mode cell in a --paired round (rounds and
+    cells from 1 and 0).  Rotated by round + cell: with two tools the order is
+    AB, BA, AB, ... within a round and flips from round to round, so each tool
+    goes first equally often and neither always follows the other."""
+    return rotate(list(tools), rnd - 1 + cell)
+
+
+def run_paired(b: Bench, workloads: list[Workload], tools: list[Tool], modes: list[str],
+               rounds: int) -> None:
+    """Paired rounds: per workload, `rounds` rounds of every mode, each mode a
+    cell that runs every tool once, back to back, in the order of
+    paired_order(), so that whatever the machine does at that moment hits
+    every tool alike.
+
+    The workload loop is the outer one, and each workload starts with one
+    unmeasured copy by the first tool (phase "settle"): the run after a switch
+    of workload pays for it.  In the first A/A smoke test (same binary twice,
+    workloads switching every round) the large cold copy that followed the
+    removal of a 100,000-file copy took 9.6 and 8.9 s, with 4.3 s of CPU; the
+    one right after it, 4.5 and 5.7 s with 0.8-1.3 s (see docs/BENCHMARKS.md).
+    Seconds per cell (removing, syncing, dropping, warming, copying and
+    verifying) go to b.cell_seconds, the settling copy's to b.settle_seconds."""
+    for wl in workloads:
+        log(f"== paired: workload {wl.label()}, {rounds} rounds")
+        t0 = time.perf_counter()
+        rec = b.run_tool(tools[0], wl, modes[0], 0)
+        rec["phase"] = "settle"
+        b.records.append(rec)
+        b.settle_seconds[wl.name] = round(time.perf_counter() - t0, 2)
+        log(f"  {wl.name} {modes[0]} settling copy (not counted) {tools[0].label}: "
+            + (f"{rec['t_total']:.2f} s" if rec["ok"] else f"FAILED {rec.get('error')}"))
+        try:
+            for r in range(1, rounds + 1):
+                t_round = time.perf_counter()
+                for i, mode in enumerate(modes):
+                    t0 = time.perf_counter()
+                    for tool in paired_order(tools, r, i):
+                        rec = b.measure(tool, wl, mode, r, rounds)
+                        if rec is not None:
+                            rec["phase"] = "paired"
+                    b.cell_seconds.append({"round": r, "workload": wl.name, "mode": mode,
+                                           "seconds": round(time.perf_counter() - t0, 2)})
+                log(f"== {wl.name} round {r}/{rounds} took {time.perf_counter() - t_round:.0f} s")
+        finally:
+            b.cleanup_dst()
+
+
+def safe_ratio(a, b):
+    """a / b, or None when either is missing or b is 0."""
+    return a / b if (a is not None and b) else None
+
+
+def paired_ratios(base: dict, other: dict, field: str) -> list[float]:
+    """other / base of `field` in every round both have ({round: record})."""
+    out = []
+    for rnd in sorted(set(base) & set(other)):
+        x = safe_ratio(other[rnd].get(field), base[rnd].get(field))
+        if x is not None:
+            out.append(x)
+    return out
+
+
+def compare_pair(base: dict, other: dict, wall_tol: float = 0.05, cpu_tol: float = 0.03,
+                 cpu_floor: float = 0.0, failed: bool = False) -> dict:
+    """One workload+mode of one tool against the baseline.
+
+    base, other: {round: record} of the successful runs (record: t_total,
+    t_copy, tool_cpu).  Wall passes when median(other) <= median(base) *
+    (1 + wall_tol); CPU passes when median(other) <= median(base) * (1 +
+    cpu_tol) or is at most cpu_floor seconds above it (an absolute allowance
+    for copies that take a few hundredths of a second of CPU; 0: none).
+    `failed`: the tool failed a run (then FAIL whatever the medians)."""
+    bw = median_of([r["t_total"] for r in base.values()])
+    ow = median_of([r["t_total"] for r in other.values()])
+    bc = median_of([r["tool_cpu"] for r in base.values()])
+    oc = median_of([r["tool_cpu"] for r in other.values()])
+    pw = paired_ratios(base, other, "t_total")
+    pc = paired_ratios(base, other, "tool_cpu")
+    row = {"base_wall": bw, "wall": ow, "wall_ratio": safe_ratio(ow, bw),
+           "paired_wall_ratio": median_of(pw), "paired_wall_min": min(pw, default=None),
+           "paired_wall_max": max(pw, default=None), "paired_wall_ratios": pw,
+           "faster_rounds": sum(1 for x in pw if x < 1), "pairs": len(pw),
+           "base_nosync": median_of([r["t_copy"] for r in base.values()]),
+           "nosync": median_of([r["t_copy"] for r in other.values()]),
+           "base_cpu": bc, "cpu": oc, "cpu_ratio": safe_ratio(oc, bc),
+           "paired_cpu_ratio": median_of(pc), "base_runs": len(base), "runs": len(other),
+           "wall_tol": wall_tol, "cpu_tol": cpu_tol, "cpu_floor": cpu_floor}
+    row["nosync_ratio"] = safe_ratio(row["nosync"], row["base_nosync"])
+    if failed or not other:
+        row["wall_pass"] = row["cpu_pass"] = False
+        row["why"] = "the tool failed" if failed else "no successful run"
+    elif not base:
+        row["wall_pass"] = row["cpu_pass"] = None
+        row["why"] = "the baseline has no successful run"
+    else:
+        row["wall_pass"] = row["wall_ratio"] <= 1 + wall_tol
+        row["cpu_pass"] = (oc <= bc * (1 + cpu_tol)) or (oc - bc <= cpu_floor)
+    return row
+
+
+def paired_summary(records: list[dict], tools: list, workloads: list[str], modes: list[str],
+                   verify: dict | None = None, wall_tol: float = 0.05, cpu_tol: float = 0.03,
+                   cpu_floor: float = 0.0) -> list[dict]:
+    """Rows of the --paired table: every tool after the first against the
+    first, per workload and mode.  tools: [(key, label)]; records: the
+    harness's run records (phase "paired"); verify: {(key, workload, mode):
+    result} (or (key, workload))."""
+    verify = verify or {}
+    (base_key, base_label), others = tools[0], tools[1:]
+    rows = []
+
+    def runs(key, wl, mode):
+        recs = [r for r in records if r.get("phase") == "paired" and r["tool"] == key
+                and r["workload"] == wl and r["mode"] == mode]
+        return {r["run"]: r for r in recs if r["ok"]}, any(not r["ok"] for r in recs)
+
+    for wl in workloads:
+        for mode in modes:
+            base, _ = runs(base_key, wl, mode)
+            for key, label in others:
+                other, failed = runs(key, wl, mode)
+                row = {"workload": wl, "mode": mode, "base": base_key, "base_label": base_label,
+                       "tool": key, "label": label}
+                row.update(compare_pair(base, other, wall_tol, cpu_tol, cpu_floor, failed))
+                row["verify"] = verify.get((key, wl, mode)) or verify.get((key, wl))
+                row["base_verify"] = verify.get((base_key, wl, mode)) or verify.get((base_key, wl))
+                bad_copy = any(v is not None and not v["ok"] for v in (row["verify"], row["base_verify"]))
+                if bad_copy:
+                    row["why"] = "copy MISMATCH"
+                row["pass"] = (bool(row["wall_pass"]) and bool(row["cpu_pass"])
+                               and not bad_copy) if row["wall_pass"] is not None else None
+                rows.append(row)
+    return rows
+
+
+def round_seconds(cell_seconds: list[dict]) -> tuple[dict, float]:
+    """({workload: median seconds per round}, median seconds of a whole round)
+    from the {round, workload, mode, seconds} entries of run_paired()."""
+    per: dict = {}
+    for c in cell_seconds:
+        by_round = per.setdefault(c["workload"], {})
+        by_round[c["round"]] = by_round.get(c["round"], 0.0) + c["seconds"]
+    rounds = sorted({c["round"] for c in cell_seconds})
+    whole = [sum(v.get(r, 0.0) for v in per.values()) for r in rounds]
+    return ({wl: statistics.median(v.values()) for wl, v in per.items()},
+            statistics.median(whole) if whole else 0.0)
+
+
+def verdict_cell(ok) -> str:
+    return "—" if ok is None else ("PASS" if ok else "**FAIL**")
+
+
+def paired_markdown(rows: list[dict], rounds: int, cell_seconds: list[dict] | None = None,
+                    identical: list[str] | None = None,
+                    settle_seconds: dict | None = None) -> list[str]:
+    """The --paired table, its legend, the verdict and the time per round."""
+    if not rows:
+        return ["Paired comparison: nothing was measured.", ""]
+    tol = rows[0]
+    several = len({r["tool"] for r in rows}) > 1
+
+    def short(key, label):
+        return key.split(":", 1)[1] if key.startswith("ringcp:") else label
+
+    base = short(rows[0]["base"], rows[0]["base_label"])
+    new = "tool" if several else short(rows[0]["tool"], rows[0]["label"])
+    L = [f"Paired comparison, {rounds} rounds; every ratio is "
+         + (f"**{new} / {base}** ({rows[0]['label']} / {rows[0]['base_label']})" if not several
+            else f"**tool / {base}** (tool in the mode column)") + ".", "",
+         "**wall** = median time to data on disk (copy + final `sync`) over the rounds; "
+         "**medians** = ratio of the two medians (the criterion: wall PASS when <= "
+         f"{1 + tol['wall_tol']:.2f}); **paired** = median (min–max) of the per-round "
+         "ratios, each round's two runs taken back to back; **faster** = rounds in which the "
+         "tool was faster than the baseline; **CPU** = median user+sys of the tool's process "
+         f"tree (`wait4`), **CPU ratio** = ratio of the CPU medians (CPU PASS when <= "
+         f"{1 + tol['cpu_tol']:.2f}: a {tol['cpu_tol'] * 100:.0f} % allowance for noise"
+         + (f", or when the tool's median is at most {tol['cpu_floor'] * 1000:.0f} ms above the "
+            "baseline's" if tol["cpu_floor"] else "")
+         + "), **CPU paired** = median of the per-round CPU ratios; "
+         "**verify** = the tool's first copy in that workload and mode checked against the source.",
+         "",
+         f"| workload | mode | {base} wall (s) | {new} wall (s) | medians | paired | {new} faster "
+         f"| {base} CPU (s) | {new} CPU (s) | CPU ratio | CPU paired | wall | CPU | pairs "
+         f"| {new} verify |",
+         "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|---|"]
+    for r in rows:
+        if several:
+            wlmode = f"{r['workload']} | {r['mode']} ({r['label']})"
+        else:
+            wlmode = f"{r['workload']} | {r['mode']}"
+        paired = (f"{fmt_ratio3(r['paired_wall_ratio'])} ({fmt_ratio3(r['paired_wall_min'])}–"
+                  f"{fmt_ratio3(r['paired_wall_max'])})" if r["pairs"] else "—")
+        ver = verify_cell(r["verify"]).replace("|", "\\|")
+        if r.get("why"):
+            ver += f"; {r['why']}"
+        L.append(f"| {wlmode} | {fmt_s(r['base_wall'])} | {fmt_s(r['wall'])} "
+                 f"| {fmt_ratio3(r['wall_ratio'])} | {paired} | {r['faster_rounds']}/{r['pairs']} "
+                 f"| {fmt_s3(r['base_cpu'])} | {fmt_s3(r['cpu'])} | {fmt_ratio3(r['cpu_ratio'])} "
+                 f"| {fmt_ratio3(r['paired_cpu_ratio'])} | {verdict_cell(r['wall_pass'])} | {verdict_cell(r['cpu_pass'])} "
+                 f"| {r['pairs']}/{rounds} | {ver} |")
+    L.append("")
+    fails = [r for r in rows if r["pass"] is False]
+    unknown = [r for r in rows if r["pass"] is None]
+    if fails:
+        L.append("Verdict: **FAIL** -- " + "; ".join(
+            f"{r['workload']} {r['mode']}"
+            + (f" ({r['label']})" if several else "")
+            + ": " + ", ".join(x for x, bad in (("wall", not r["wall_pass"]),
+                                                ("CPU", not r["cpu_pass"]),
+                                                (r.get("why") or "", bool(r.get("why")))) if bad and x)
+            for r in fails))
+    elif unknown:
+        L.append("Verdict: incomplete (the baseline failed on "
+                 + ", ".join(f"{r['workload']} {r['mode']}" for r in unknown) + ")")
+    else:
+        L.append(f"Verdict: PASS (all {len(rows)} rows)")
+    if any(r["pairs"] < rounds for r in rows):
+        L.append(f"(some rows have fewer than {rounds} pairs: interrupted or failed runs)")
+    if identical:
+        L.append("")
+        L.append("Note: " + ", ".join(identical) + " are the same binary (same SHA-256): "
+                 "an A/A run, the ratios show the noise of this machine.")
+    if cell_seconds:
+        per_wl, per_round = round_seconds(cell_seconds)
+        L.append("")
+        L.append("Seconds per round (median over the rounds; every mode and tool, including "
+                 "removing, syncing, dropping caches, warming and verifying): "
+                 + ", ".join(f"{wl} {v:.0f} s" for wl, v in per_wl.items())
+                 + f"; all workloads {per_round:.0f} s"
+                 + (("; plus one unmeasured settling copy per workload before its rounds ("
+                     + ", ".join(f"{wl} {v:.0f} s" for wl, v in settle_seconds.items()) + ")")
+                    if settle_seconds else "") + ".")
+    L.append("")
+    return L
+
+
 # --------------------------------------------------------------------------
 # Reporting
 # --------------------------------------------------------------------------
@@ -1058,6 +1369,14 @@ def fmt_s(x) -> str:
 
 def fmt_ratio(x) -> str:
     return "—" if x is None else f"{x:.2f}"
+
+
+def fmt_s3(x) -> str:
+    return "—" if x is None else f"{x:.3f}" if x < 10 else fmt_s(x)
+
+
+def fmt_ratio3(x) -> str:
+    return "—" if x is None else f"{x:.3f}"
 
 
 def fmt_mib(kib) -> str:
@@ -1071,6 +1390,8 @@ def median_of(xs):
 
 def summarize(b: Bench, workloads, tools, modes) -> list[dict]:
     rows = []
+    # tool/ringcp is against the first ringcp (the first --ringcp binary).
+    base_key = next((t.key for t in tools if t.is_ringcp), None)
     for wl in workloads:
         lim = [x for x in b.limits if x["workload"] == wl.name and "error" not in x]
         for mode in modes:
@@ -1079,7 +1400,7 @@ def summarize(b: Bench, workloads, tools, modes) -> list[dict]:
             group = []
             for t in tools:
                 recs = [r for r in b.records if r["workload"] == wl.name and r["mode"] == mode
-                        and r["tool"] == t.key and r.get("phase") != "h2h"]
+                        and r["tool"] == t.key and r.get("phase") not in ("h2h", "settle")]
                 if not recs:
                     continue
                 good = [r for r in recs if r["ok"]]
@@ -1099,10 +1420,10 @@ def summarize(b: Bench, workloads, tools, modes) -> list[dict]:
                     row["vs_limit"] = row["time"] / limit if limit else None
                 else:
                     row["error"] = next((r.get("error") for r in recs if r.get("error")), "failed")
-                v = b.verify.get((t.key, wl.name))
+                v = b.verify.get((t.key, wl.name, mode)) or b.verify.get((t.key, wl.name))
                 row["verify"] = v
                 group.append(row)
-                if t.key == "ringcp" and good:
+                if t.key == base_key and good:
                     base = row["time"]
             for row in group:
                 row["vs_ringcp"] = (row["time"] / base) if (base and "time" in row) else None
@@ -1142,7 +1463,7 @@ def limit_rows(b: Bench, workloads) -> list[dict]:
 
 
 def markdown_report(b: Bench, meta: dict, workloads, rows, lims, missing, warnings,
-                    adaptive) -> str:
+                    adaptive, paired_lines: list[str] | None = None) -> str:
     L = []
     L.append(f"Command: `{meta['command']}`  ")
     L.append(f"Date: {meta['date']}  ")
@@ -1153,7 +1474,19 @@ def markdown_report(b: Bench, meta: dict, workloads, rows, lims, missing, warnin
         f"**{wl.name}** = {wl.spec['what']} ({wl.stats['files']:,} files, "
         f"{wl.stats['dirs']:,} dirs, {wl.stats['symlinks']:,} symlinks, "
         f"{human_bytes(wl.stats['bytes'])})" for wl in workloads))
+    bins = meta.get("ringcp_binaries") or []
+    if len(bins) > 1 or any(x["label"] for x in bins):
+        L[-1] += "  "
+        L.append("ringcp binaries: " + "; ".join(
+            f"**{x['label'] or 'ringcp'}** = `{x['path']}` (sha256 "
+            f"{(x['start'] or {}).get('sha256', '?')}, {(x['start'] or {}).get('mtime', '?')})"
+            for x in bins))
     L.append("")
+    if paired_lines:
+        L.extend(paired_lines)
+        if rows:
+            L.append("All measurements, per tool (medians over the rounds):")
+            L.append("")
     if rows:
         L.append("Median of the runs. **time** = start to end of the final `sync` (data on disk); "
                  "**no sync** = until the tool exits. **tool/ringcp** > 1: ringcp is faster. "
@@ -1320,7 +1653,10 @@ def parse_args(argv=None):
                    help="small (20,000 files) + large (512 MiB), cold, ringcp/cp/tar, 3 runs")
     p.add_argument("--workdir", default="/var/tmp/ringio-bench",
                    help="where the workloads and the destination live (default %(default)s)")
-    p.add_argument("--ringcp", default=DEFAULT_RINGCP, help="ringcp binary (default %(default)s)")
+    p.add_argument("--ringcp", action="append", metavar="[LABEL=]PATH",
+                   help="ringcp binary (default %s); repeat with labels to measure several "
+                        "builds as separate tools, e.g. --ringcp before=/tmp/a --ringcp after=/tmp/b "
+                        "(the first is the baseline of the ratios)" % DEFAULT_RINGCP)
     p.add_argument("--ringcp-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for every ringcp run (repeatable)")
     p.add_argument("--runs", type=int, help="runs per tool, workload and mode (5; --quick 3)")
@@ -1341,6 +1677,18 @@ def parse_args(argv=None):
     p.add_argument("--buffer-counts", default="2,4,8,16,32,64", help="fixed counts for --adaptive")
     p.add_argument("--h2h-runs", type=int, default=None,
                    help="head-to-head rounds, auto vs best fixed (default max(5, runs))")
+    p.add_argument("--paired", action="store_true",
+                   help="compare the --ringcp binaries (2 or more) in paired, interleaved rounds "
+                        "and judge every one after the first against the first (default: "
+                        "small,large,mixed, cold,hot, 10 rounds, no limits)")
+    p.add_argument("--rounds", type=int, help="--paired: rounds (default 10)")
+    p.add_argument("--wall-tolerance", type=float, default=0.05, metavar="F",
+                   help="--paired: wall PASS when median ratio <= 1+F (default %(default)s)")
+    p.add_argument("--cpu-tolerance", type=float, default=0.03, metavar="F",
+                   help="--paired: CPU PASS when median ratio <= 1+F (default %(default)s) ...")
+    p.add_argument("--cpu-floor", type=float, default=0.0, metavar="S",
+                   help="... or the CPU median is at most S seconds above the baseline's "
+                        "(default %(default)s: no such allowance)")
     p.add_argument("--json", help="write all measurements as JSON")
     p.add_argument("--markdown", help="write the Markdown report")
     p.add_argument("--png", help="write a bar chart (gnuplot)")
@@ -1348,6 +1696,23 @@ def parse_args(argv=None):
                    help="a line of text for the report and the chart (e.g. 'ringcp not yet measured')")
     p.add_argument("--clean", action="store_true", help="remove the work directory and exit")
     a = p.parse_args(argv)
+    if a.paired:
+        if a.adaptive:
+            p.error("--paired and --adaptive do not go together")
+        if a.rounds is not None:
+            a.runs = a.rounds
+        elif a.runs is None:
+            a.runs = 10
+        a.rounds = a.runs
+        if a.tools is None:
+            a.tools = "ringcp"
+        if a.workloads is None:
+            a.workloads = "small,large,mixed"
+        if a.modes is None:
+            a.modes = "cold,hot"
+        a.no_limits = True   # the comparison is between the binaries, not against the device
+    elif a.rounds is not None:
+        p.error("--rounds goes with --paired (otherwise: --runs)")
     if a.runs is None:
         a.runs = 3 if (a.quick or a.adaptive) else 5
     if a.runs < 1:
@@ -1406,17 +1771,25 @@ def main(argv=None) -> int:
     wl_names = [w.strip() for w in args.workloads.split(",") if w.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     specs = [workload_spec(n, args.quick, args.small_files, args.large_mib) for n in wl_names]
-    ringcp_path = os.path.abspath(args.ringcp)
+    binaries = parse_ringcp_specs(args.ringcp)
+    ringcp_path = binaries[0][1]
+    if args.adaptive and len(binaries) > 1:
+        raise SystemExit("copybench: --adaptive takes one ringcp binary")
 
     tools, missing, warnings = [], [], []
     if not args.adaptive:
         for key in [t.strip() for t in args.tools.split(",") if t.strip()]:
-            t = make_tool(key, ringcp_path, args.ringcp_arg)
-            if t.available():
-                tools.append(t)
-            else:
-                log(f"{t.label}: not found ({t.exe}), skipped -- {t.hint}")
-                missing.append((key, t.hint))
+            for label, path in (binaries if key.split()[0] == "ringcp" else [(None, ringcp_path)]):
+                t = make_tool(key, path, args.ringcp_arg, label)
+                if t.available():
+                    tools.append(t)
+                else:
+                    log(f"{t.label}: not found ({t.exe}), skipped -- {t.hint}")
+                    missing.append((t.key, t.hint))
+    if args.paired and (missing or len(tools) < 2):
+        raise SystemExit("copybench: --paired needs at least two tools that run, e.g. "
+                         "--ringcp before=PATH --ringcp after=PATH"
+                         + (f" (missing: {', '.join(k for k, _ in missing)})" if missing else ""))
     if not os.access(GNU_TIME, os.X_OK):
         log("GNU time not found (apt-get install -y time): peak RSS will include the harness's own")
     if not shutil.which("fio") and any(s["kind"] == "bytes" for s in specs) and not args.no_limits:
@@ -1435,7 +1808,16 @@ def main(argv=None) -> int:
                                           else ["rclone", "version"]) for t in tools}
     meta["versions"]["fio"] = first_line(["fio", "--version"]) if shutil.which("fio") else None
     meta["repo_head"] = first_line(["git", "-C", REPO, "describe", "--always", "--dirty"])
-    meta["ringcp_binary_start"] = file_identity(ringcp_path)
+    meta["ringcp_binaries"] = [{"key": ringcp_key(label), "label": label, "path": path,
+                                "start": file_identity(path)} for label, path in binaries]
+    meta["ringcp_binary_start"] = meta["ringcp_binaries"][0]["start"]
+    by_hash = {}
+    for x in meta["ringcp_binaries"]:
+        if x["start"]:
+            by_hash.setdefault(x["start"]["sha256"], []).append(x["label"] or "ringcp")
+    identical = [", ".join(v) for v in by_hash.values() if len(v) > 1]
+    for same in identical:
+        log(f"note: {same} are the same binary (same SHA-256)")
     meta["load1_start"] = loadavg1()
     log(f"machine: {meta['machine_line']}; load average {meta['load1_start']:.2f}")
     if meta["load1_start"] > 0.5 * (os.cpu_count() or 1):
@@ -1461,6 +1843,8 @@ def main(argv=None) -> int:
                      ["ringcp", "ringcp --buffers=auto"] +
                      [f"ringcp --buffers={n}" for n in args.buffer_counts.split(",")]]
             modes = modes[:1]
+        elif args.paired:
+            run_paired(b, workloads, tools, modes, args.rounds)
         else:
             run_compare(b, workloads, tools, modes, args.runs)
     except KeyboardInterrupt:
@@ -1472,16 +1856,35 @@ def main(argv=None) -> int:
             wl.drop_tree_bound()
         b.cleanup_dst()
 
-    meta["ringcp_binary_end"] = file_identity(ringcp_path)
-    if meta["ringcp_binary_start"] != meta["ringcp_binary_end"]:
-        log("WARNING: the ringcp binary changed during the benchmark (rebuilt?)")
-        warnings.append("the ringcp binary changed during the run (rebuilt?): its numbers mix builds")
+    for x in meta["ringcp_binaries"]:
+        x["end"] = file_identity(x["path"])
+        if x["start"] != x["end"]:
+            name = x["label"] or "ringcp"
+            log(f"WARNING: the ringcp binary {name} ({x['path']}) changed during the benchmark (rebuilt?)")
+            warnings.append(f"the ringcp binary {name} ({x['path']}) changed during the run "
+                            f"(rebuilt?): its numbers mix builds")
+    meta["ringcp_binary_end"] = meta["ringcp_binaries"][0]["end"]
     rows = summarize(b, workloads, tools, modes)
     lims = limit_rows(b, workloads)
     elapsed = time.time() - started
     meta["elapsed_s"] = round(elapsed, 1)
     meta["interrupted"] = interrupted
-    md = markdown_report(b, meta, workloads, rows, lims, missing, warnings, adaptive)
+    paired = None
+    paired_lines = None
+    if args.paired:
+        prow = paired_summary(b.records, [(t.key, t.label) for t in tools],
+                              [wl.name for wl in workloads], modes, b.verify,
+                              args.wall_tolerance, args.cpu_tolerance, args.cpu_floor)
+        paired = {"rounds": args.rounds, "baseline": tools[0].key,
+                  "wall_tolerance": args.wall_tolerance, "cpu_tolerance": args.cpu_tolerance,
+                  "cpu_floor": args.cpu_floor, "rows": prow, "cell_seconds": b.cell_seconds,
+                  "settle_seconds": b.settle_seconds,
+                  "identical_binaries": identical,
+                  "pass": (all(r["pass"] for r in prow) and bool(prow)
+                           and not interrupted)}
+        paired_lines = paired_markdown(prow, args.rounds, b.cell_seconds, identical,
+                                       b.settle_seconds)
+    md = markdown_report(b, meta, workloads, rows, lims, missing, warnings, adaptive, paired_lines)
     print(md)
     log(f"total {elapsed:.0f} s")
     if args.markdown:
@@ -1493,8 +1896,8 @@ def main(argv=None) -> int:
                "workloads": {wl.name: {"spec": wl.spec, "stats": wl.stats, "path": wl.path}
                              for wl in workloads},
                "summary": rows, "limits_summary": lims, "limits": b.limits, "runs": b.records,
-               "verify": {f"{k[0]}@{k[1]}": v for k, v in b.verify.items()},
-               "adaptive": adaptive, "missing": missing, "warnings": warnings}
+               "verify": {"@".join(k): v for k, v in b.verify.items()},
+               "adaptive": adaptive, "paired": paired, "missing": missing, "warnings": warnings}
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1, default=str)
         log(f"wrote {args.json}")

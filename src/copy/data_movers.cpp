@@ -16,13 +16,14 @@
 
 namespace ringio::copy {
 
-void Engine::plan_extents(FileTask& task) {
+// 0, or the errno of a failed extent lookup (the file cannot be copied).
+int Engine::plan_extents(FileTask& task) {
   const uint64_t size = task.source_stat.stx_size;
   task.extents.clear();
   task.extent_index = 0;
   if (task.size_unknown) {
     task.next_offset = 0;
-    return;
+    return 0;
   }
   const bool maybe_sparse = uint64_t{task.source_stat.stx_blocks} * 512 < size;
   if (options_.sparse != SparseMode::never && maybe_sparse && size > 0) {
@@ -30,9 +31,10 @@ void Engine::plan_extents(FileTask& task) {
     uint64_t offset = 0;
     while (offset < size) {
       const int64_t data = queue_.execute_now(Request::seek_data(task.source_fd, offset));
-      if (data < 0) break;  // ENXIO: no more data
+      if (data == -ENXIO) break;  // no more data
+      if (data < 0) return int(-data);
       int64_t hole = queue_.execute_now(Request::seek_hole(task.source_fd, uint64_t(data)));
-      if (hole < 0) hole = int64_t(size);
+      if (hole < 0) hole = int64_t(size);  // copied as data: never a hole too many
       task.extents.emplace_back(uint64_t(data), std::min<uint64_t>(uint64_t(hole), size));
       offset = uint64_t(hole);
     }
@@ -43,6 +45,7 @@ void Engine::plan_extents(FileTask& task) {
     task.extents.emplace_back(0, size);
   }
   task.next_offset = task.extents.empty() ? size : task.extents.front().first;
+  return 0;
 }
 
 // Measures what the choice depends on (only for large plain files), asks

@@ -128,6 +128,20 @@ void Engine::delete_extraneous(DirNode* dir) {
     report_.entries_deleted += remove_tree(dir->target_fd, name, join_path(dir->target_display, name));
 }
 
+// Opens directory `name` and lists its entries; the descriptor, or -1 when
+// it cannot be opened (its unlinkat then fails, not empty, and says so).
+int Engine::open_for_removal(int parent_fd, const std::string& name, const std::string& display,
+                             std::vector<std::string>* children) {
+  const int64_t fd = call(Request::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (fd < 0) return -1;
+  DirectoryReader reader(queue_, int(fd));
+  DirectoryEntry entry;
+  int rc;
+  while ((rc = reader.next(&entry)) > 0) children->emplace_back(entry.name);
+  if (rc < 0) reporter_.error("cannot read directory " + quote_name(display) + ": " + errno_text(-rc));
+  return int(fd);
+}
+
 // Removes `name` and, for a directory, everything below it, depth first
 // with an explicit stack (the depth is the destination's, not ours to
 // bound). Returns how many entries were removed; failures are reported.
@@ -152,22 +166,14 @@ uint64_t Engine::remove_tree(int dirfd, const std::string& name, const std::stri
       Frame& frame = stack[top];
       frame.listed = true;
       struct statx st {};
-      if (call(Request::statx(frame.parent_fd, frame.name.c_str(), AT_SYMLINK_NOFOLLOW, STATX_TYPE, &st)) != 0) {
+      const int64_t rc = call(Request::statx(frame.parent_fd, frame.name.c_str(), AT_SYMLINK_NOFOLLOW, STATX_TYPE, &st));
+      if (rc < 0) {
+        if (rc != -ENOENT) reporter_.error("cannot remove " + quote_name(frame.display) + ": " + errno_text(int(-rc)));
         stack.pop_back();
         continue;
       }
       frame.is_dir = S_ISDIR(st.stx_mode);
-      if (frame.is_dir) {
-        const int64_t fd = call(Request::openat(frame.parent_fd, frame.name.c_str(),
-                                                O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-        frame.fd = fd >= 0 ? int(fd) : -1;
-        DirectoryReader reader(queue_, frame.fd);
-        DirectoryEntry entry;
-        int rc = 0;
-        while (frame.fd >= 0 && (rc = reader.next(&entry)) > 0) frame.children.emplace_back(entry.name);
-        // Its unlinkat below fails (not empty) and says so too.
-        if (rc < 0) reporter_.error("cannot read directory " + quote_name(frame.display) + ": " + errno_text(-rc));
-      }
+      if (frame.is_dir) frame.fd = open_for_removal(frame.parent_fd, frame.name, frame.display, &frame.children);
     }
     Frame& frame = stack[top];
     if (frame.next_child < frame.children.size()) {

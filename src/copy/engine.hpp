@@ -232,6 +232,8 @@ class Engine {
   void note_replacement(DirNode* dir);
   void delete_extraneous(DirNode* dir);
   uint64_t remove_tree(int dirfd, const std::string& name, const std::string& display);
+  int open_for_removal(int parent_fd, const std::string& name, const std::string& display,
+                       std::vector<std::string>* children);
   void modes_not_kept(const std::string& display, int code);
 
   // ---- file tasks (file_task.cpp) ----
@@ -254,6 +256,7 @@ class Engine {
   bool issue_publish_step(uint32_t slot);
   bool issue_unmark(uint32_t slot);
   bool issue_closing(uint32_t slot);
+  void remove_temporary(DirNode* dir, const std::string& name);
   bool issue_copy_xattr(uint32_t slot);
   void settle_link_group(FileTask& task, bool complete);
   void fail(uint32_t slot, const std::string& what, const std::string& path, int code);
@@ -263,7 +266,7 @@ class Engine {
   std::string target_path(const FileTask& task) const;
 
   // ---- data (data_movers.cpp) ----
-  void plan_extents(FileTask& task);
+  int plan_extents(FileTask& task);
   void choose_data_path(FileTask& task);
   DataPath choose_data_path_for(const DataPathFacts& facts) const;
   bool set_up_data_path(FileTask& task, DataPath path, uint32_t target_alignment);

@@ -216,20 +216,26 @@ bool Engine::issue_unmark(uint32_t slot) {
   return task.marked;
 }
 
+// A temporary this run made and no longer needs. One that cannot be removed
+// is said: it carries the marker (or its name's check), so the next run
+// removes it.
+void Engine::remove_temporary(DirNode* dir, const std::string& name) {
+  const int64_t rc = queue_.execute_now(Request::unlinkat(dir->target_fd, name.c_str(), 0));
+  if (rc < 0 && rc != -ENOENT)
+    reporter_.error("cannot remove temporary " + quote_name(join_path(dir->target_display, name)) + ": " +
+                    errno_text(int(-rc)));
+}
+
 bool Engine::issue_closing(uint32_t slot) {
   FileTask& task = tasks_[slot];
   DirNode* dir = task.dir;
   settle_link_group(task, false);  // the first copy failed: the others copy their data
   end_verify(task);
   // Never leave a temporary behind: remove it before closing.
-  if (task.temp_linked && !task.temp_name.empty() && dir->target_fd >= 0) {
-    queue_.execute_now(Request::unlinkat(dir->target_fd, task.temp_name.c_str(), 0));
-    task.temp_linked = false;
-  }
-  if (!task.set_aside_temp_name.empty() && dir->target_fd >= 0) {
-    queue_.execute_now(Request::unlinkat(dir->target_fd, task.set_aside_temp_name.c_str(), 0));
-    task.set_aside_temp_name.clear();
-  }
+  if (task.temp_linked && !task.temp_name.empty() && dir->target_fd >= 0) remove_temporary(dir, task.temp_name);
+  task.temp_linked = false;
+  if (!task.set_aside_temp_name.empty() && dir->target_fd >= 0) remove_temporary(dir, task.set_aside_temp_name);
+  task.set_aside_temp_name.clear();
   task.ops_pending = 0;
   for (int* fd : {&task.source_fd, &task.target_fd}) {
     if (*fd < 0) continue;

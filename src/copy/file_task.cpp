@@ -209,7 +209,10 @@ std::optional<Step> Engine::after_link_wait(uint32_t slot) {
 Step Engine::begin_data(uint32_t slot) {
   FileTask& task = tasks_[slot];
   task.size_unknown = task.dir->source_sizes_unknown || size_may_be_unknown(task.source_stat);
-  plan_extents(task);
+  if (const int code = plan_extents(task); code != 0) {
+    fail(slot, "error reading", source_path(task), code);
+    return Step::closing;
+  }
   choose_data_path(task);
   return Step::reflink;
 }

@@ -100,27 +100,38 @@ int Publisher::remove_marker(int fd, const char* name) {
   return rc == 0 || rc == -ENODATA ? 0 : int(-rc);
 }
 
-void Publisher::clean_entry(int dirfd, const std::string& display, std::string_view name, bool temporary,
+// False when the entry could not be checked or cleaned (reported).
+bool Publisher::clean_entry(int dirfd, const std::string& display, std::string_view name, bool temporary,
                             std::vector<std::string>* stale) {
   const std::string entry(name);
+  const std::string shown = quote_name(join_path(display, entry));
   const int64_t file = queue_.execute_now(
       Request::openat(dirfd, entry.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
-  if (file < 0) return;
+  // Gone since it was listed, or a symlink: not ours. Else a temporary that
+  // cannot be checked is left, and said.
+  if (file == -ENOENT || file == -ELOOP || (file < 0 && !temporary)) return true;
+  if (file < 0) {
+    reporter_.error("cannot check temporary " + shown + ": " + errno_text(int(-file)));
+    return false;
+  }
   const int fd = int(file);
   const int64_t marked = queue_.execute_now(Request::fgetxattr(fd, kTempMarkerXattr, nullptr, 0));
+  bool cleaned = true;
   // Without xattrs on this filesystem the name's check is the marker.
-  if (marked == -EOPNOTSUPP && temporary && is_checked_temp_name(name)) {
-    stale->push_back(entry);
-  } else if (marked >= 0 && temporary) {
-    stale->push_back(entry);
+  if ((marked >= 0 || marked == -EOPNOTSUPP) && temporary) {
+    if (marked >= 0 || is_checked_temp_name(name)) stale->push_back(entry);
   } else if (marked >= 0) {
-    if (const int code = remove_marker(fd, kTempMarkerXattr); code != 0)
-      reporter_.error("cannot remove the temporary marker from " + quote_name(join_path(display, entry)) + ": " +
-                      errno_text(code));
-    else
-      reporter_.verbose("removed a stale temporary marker from " + quote_name(join_path(display, entry)));
+    const int code = remove_marker(fd, kTempMarkerXattr);
+    if (code != 0) reporter_.error("cannot remove the temporary marker from " + shown + ": " + errno_text(code));
+    else reporter_.verbose("removed a stale temporary marker from " + shown);
+    cleaned = code == 0;
+  } else if (marked != -ENODATA && marked != -EOPNOTSUPP) {
+    reporter_.error("cannot check " + std::string(temporary ? "temporary " : "") + shown + ": " +
+                    errno_text(int(-marked)));
+    cleaned = false;
   }
   queue_.execute_now(Request::close(fd));
+  return cleaned;
 }
 
 bool Publisher::remove_stale_temporaries(int dirfd, const std::string& display) {
@@ -135,18 +146,21 @@ bool Publisher::remove_stale_temporaries(int dirfd, const std::string& display) 
   DirectoryReader reader(queue_, int(fd));
   DirectoryEntry entry;
   int rc;
+  bool all_clean = true;
   while ((rc = reader.next(&entry)) > 0) {
     const bool temporary = entry.name.starts_with(kTempPrefix);
     if (!temporary && (!replacing || (entry.type != DT_REG && entry.type != DT_UNKNOWN))) continue;
-    clean_entry(dirfd, display, entry.name, temporary, &stale);
+    all_clean &= clean_entry(dirfd, display, entry.name, temporary, &stale);
   }
   queue_.execute_now(Request::close(int(fd)));
   if (rc < 0) reporter_.error("cannot read directory " + quote_name(display) + ": " + errno_text(-rc));
-  // Only once every entry was seen: else the next run must look again.
-  if (replacing && rc == 0) queue_.execute_now(Request::fremovexattr(dirfd, kReplacingXattr));
+  // Only once every entry was seen and cleaned: else the next run must look again.
+  if (replacing && rc == 0 && all_clean) queue_.execute_now(Request::fremovexattr(dirfd, kReplacingXattr));
   for (const std::string& name : stale) {
-    if (queue_.execute_now(Request::unlinkat(dirfd, name.c_str(), 0)) == 0)
-      reporter_.verbose("removed stale temporary " + quote_name(join_path(display, name)));
+    const int64_t removed = queue_.execute_now(Request::unlinkat(dirfd, name.c_str(), 0));
+    const std::string shown = quote_name(join_path(display, name));
+    if (removed == 0) reporter_.verbose("removed stale temporary " + shown);
+    else if (removed != -ENOENT) reporter_.error("cannot remove stale temporary " + shown + ": " + errno_text(int(-removed)));
   }
   return rc == 0;
 }

@@ -70,7 +70,7 @@ class Publisher {
   bool remove_stale_temporaries(int dirfd, const std::string& display);
 
  private:
-  void clean_entry(int dirfd, const std::string& display, std::string_view name, bool temporary,
+  bool clean_entry(int dirfd, const std::string& display, std::string_view name, bool temporary,
                    std::vector<std::string>* stale);
 
   IoQueue& queue_;

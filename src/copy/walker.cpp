@@ -364,7 +364,7 @@ int64_t Engine::replace_entry(DirNode* parent, const std::string& target_name, c
   // Also after a failed create: some filesystems leave the entry behind
   // (FUSE drivers' mknod makes a regular file, then fails with EIO). Not
   // after EEXIST: that name is someone else's.
-  if (rc < 0 && rc != -EEXIST) call(Request::unlinkat(parent->target_fd, temp_name.c_str(), 0));
+  if (rc < 0 && rc != -EEXIST) remove_temporary(parent, temp_name);
   return rc;
 }
 

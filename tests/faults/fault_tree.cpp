@@ -5,6 +5,7 @@
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -143,6 +144,18 @@ TreeStats make_tree(const std::string& root, uint64_t seed, const TreeShape& sha
     check(link(full(existing).c_str(), full(name).c_str()) == 0, "link " + name);
     ++stats.entries;
     ++stats.regular_files;
+  }
+  // Drawn after everything else, so that the entries above stay the same.
+  for (uint32_t i = 0; i < shape.fifos; ++i) {
+    const std::string name = join(dirs[uniform(0, dirs.size() - 1)], "fifo" + std::to_string(i));
+    check(mkfifo(full(name).c_str(), 0640) == 0, "mkfifo " + name);
+    ++stats.entries;
+  }
+  for (uint32_t i = 0; i < shape.xattr_files && !files.empty(); ++i) {
+    const std::string& file = i == 0 && dirs.size() > 1 ? dirs[1] : files[uniform(0, files.size() - 1)];
+    const std::string value = "value-" + std::to_string(i);
+    // A filesystem without user xattrs (tmpfs before Linux 6.6) keeps none.
+    lsetxattr(full(file).c_str(), "user.fault_tree", value.data(), value.size(), 0);
   }
   return stats;
 }

@@ -19,6 +19,8 @@ struct TreeShape {
   uint32_t huge_files = 1;        // 4 .. 18 MiB, just written (cached): copied without the buffer pool
   uint32_t symlinks = 30;         // relative, some dangling
   uint32_t hard_links = 16;       // a second name in another directory
+  uint32_t fifos = 2;             // special files: made by name (mknodat, fchmodat)
+  uint32_t xattr_files = 6;       // files and a directory with a user.* attribute
 };
 
 struct TreeStats {

@@ -90,22 +90,28 @@ OpMask default_eio_ops() {
          op_bit(Op::renameat) | op_bit(Op::symlinkat) | op_bit(Op::readlinkat) |
          op_bit(Op::fchmod) | op_bit(Op::fchownat) | op_bit(Op::utimensat) | op_bit(Op::ftruncate) |
          op_bit(Op::copy_file_range) | op_bit(Op::getdents) | op_bit(Op::fchmodat) |
-         op_bit(Op::cachestat) | op_bit(Op::fstatfs) | op_bit(Op::map_file);
+         op_bit(Op::cachestat) | op_bit(Op::fstatfs) | op_bit(Op::map_file) | op_bit(Op::unlinkat) |
+         op_bit(Op::fgetxattr) | op_bit(Op::fsetxattr) | op_bit(Op::flistxattr) | op_bit(Op::fremovexattr) |
+         op_bit(Op::seek_data) | op_bit(Op::seek_hole);
 }
 
 // cachestat, fstatfs and map_file only inform a choice (read from the
-// cache, read a pseudo filesystem to its end, write from a mapping): when
-// they fail the engine takes the plain path instead.
+// cache, read a pseudo filesystem to its end, write from a mapping), and
+// seek_hole where the next hole is (the rest is copied as data): when they
+// fail the engine takes the plain path instead. An attribute check or a
+// marker that cannot be set or removed has a fallback too (the name's check;
+// the next run looks again).
 OpMask must_report_ops() {
   return default_eio_ops() & ~(op_bit(Op::statx) | op_bit(Op::cachestat) | op_bit(Op::fstatfs) |
-                               op_bit(Op::map_file));
+                               op_bit(Op::map_file) | op_bit(Op::seek_hole) | op_bit(Op::fgetxattr) |
+                               op_bit(Op::fsetxattr) | op_bit(Op::fremovexattr));
 }
 
 OpMask default_transient_ops() {
   return op_bit(Op::read) | op_bit(Op::write) | op_bit(Op::copy_file_range);
 }
 
-OpMask default_enomem_ops() { return op_bit(Op::map_file); }
+OpMask default_enomem_ops() { return op_bit(Op::map_file) | op_bit(Op::madvise); }
 
 OpMask default_refusal_ops() { return op_bit(Op::set_direct_io); }
 
@@ -369,6 +375,8 @@ void FaultInjectingBackend::record(FaultKind kind, const Request& request, const
 std::optional<FaultKind> FaultInjectingBackend::draw_failure(const Request& request, const std::string& key,
                                                              uint32_t occurrence) const {
   if ((never_failed_ops() & op_bit(request.op)) != 0) return std::nullopt;
+  // Turning O_DIRECT off again is never refused (F_SETFL without it).
+  if (request.op == Op::set_direct_io && (request.flags & O_DIRECT) == 0) return std::nullopt;
   struct Candidate {
     FaultKind kind;
     double probability;

@@ -67,20 +67,22 @@ void Engine::apply_directory_metadata(DirNode* dir) {
 }
 
 void Engine::close_directory(DirNode* dir) {
-  if (dir->source_fd >= 0) call(Request::close(dir->source_fd));
   // The directory that received the top-level name: its entry is durable
   // only once it is synced too.
   if (dir->is_root_parent && dir->target_fd >= 0 && options_.fsync && !options_.dry_run)
     call(Request::fsync(dir->target_fd));
   // Hard-link groups name files from this root's anchor, which closes now.
   if (dir->is_root_parent) link_groups_.forget_anchor(dir->target_fd);
-  if (dir->target_fd >= 0) call(Request::close(dir->target_fd));
+  close_directory_descriptors(dir);
 }
 
 void Engine::finish(DirNode* dir) {
+  // A directory whose descriptors went for the budget gets them back; one
+  // that cannot (reported) is closed without its metadata.
+  const bool open = ensure_open(dir);
   // Every file of this directory is unmarked by now.
-  if (dir->replacing_marked) call(Request::fremovexattr(dir->target_fd, kReplacingXattr));
-  if (!dir->is_root_parent && dir->target_fd >= 0 && !options_.dry_run) {
+  if (dir->replacing_marked && open) call(Request::fremovexattr(dir->target_fd, kReplacingXattr));
+  if (open && !dir->is_root_parent && dir->target_fd >= 0 && !options_.dry_run) {
     if (options_.delete_extraneous && dir->target_preexisted && !dir->had_error && !stopping_)
       delete_extraneous(dir);
     apply_directory_metadata(dir);

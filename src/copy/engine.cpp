@@ -147,7 +147,7 @@ void Engine::stop_everything() {
   }
   // Directories still being read are finished without their other entries.
   for (DirNode* dir : stack_) {
-    dir->reader.reset();
+    std::vector<WalkEntry>().swap(dir->entries);
     dir->walk_done = true;
     dir->pending += 1;
     child_finished(dir);

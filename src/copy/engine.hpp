@@ -36,11 +36,26 @@
 
 namespace ringio::copy {
 
+// An entry the walker has yet to handle.
+struct WalkEntry {
+  std::string name;
+  unsigned char type = 0;  // DT_*
+};
+
 struct DirNode {
   DirNode* parent = nullptr;
-  std::unique_ptr<DirectoryReader> reader;  // while the walker reads it
+  // Read in full when the directory is entered, so that its descriptors
+  // can be closed while the walk is deeper down (see ensure_open).
+  std::vector<WalkEntry> entries;
+  size_t next_entry = 0;
   int source_fd = -1;
   int target_fd = -1;
+  // How to open it again from the parent, and what it must then be.
+  std::string source_name, target_name;
+  uint64_t target_device = 0, target_inode = 0;
+  bool suspended = false;     // descriptors closed to stay within the budget
+  bool lost = false;          // suspended, and could not be opened again (reported)
+  uint32_t files_active = 0;  // file tasks of this directory in flight: it stays open
   std::string source_display;  // for messages
   std::string target_display;
   std::string target_relative;  // from the root's anchor: hard links, excludes
@@ -222,6 +237,11 @@ class Engine {
   void apply_path_metadata(DirNode* parent, const std::string& target_name, const struct statx& st,
                            const std::string& display);
   bool holds_files_of_unknown_size(int dirfd);
+  void list_entries(DirNode* dir);
+  bool ensure_open(DirNode* dir);
+  bool reopen(DirNode* dir);
+  void keep_within_descriptor_budget(const DirNode* keep);
+  void close_directory_descriptors(DirNode* dir);
 
   // ---- directories (directories.cpp) ----
   void child_finished(DirNode* dir);
@@ -318,6 +338,7 @@ class Engine {
   std::vector<std::unique_ptr<DirNode>> nodes_;  // every live directory node
   std::vector<DirNode*> stack_;                  // directories being read, innermost last
   std::deque<DirNode*> finish_queue_;
+  uint32_t open_directories_ = 0;  // nodes below the roots with their descriptors open
   std::vector<CopyRoot> roots_;
   size_t next_root_ = 0;
 

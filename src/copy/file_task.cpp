@@ -46,6 +46,7 @@ uint32_t Engine::take_task_slot() {
 void Engine::start_file(DirNode* dir, const std::string& name, const std::string& target_name) {
   const uint32_t slot = take_task_slot();
   dir->pending += 1;
+  dir->files_active += 1;
   FileTask& task = tasks_[slot];
   task.active = true;
   task.dir = dir;
@@ -257,6 +258,7 @@ void Engine::finish_task(uint32_t slot) {
   }
   if (callbacks_.progress) callbacks_.progress->files_done.fetch_add(1, std::memory_order_relaxed);
   DirNode* dir = task.dir;
+  dir->files_active -= 1;
   task.active = false;
   task.step = Step::done;
   free_tasks_.push_back(slot);

@@ -16,7 +16,7 @@ namespace {
 
 // A fresh descriptor (through /proc) reads buffered even when the copy
 // used O_DIRECT, and from position 0 of its own.
-Request reopen(int fd, char (&path)[40]) {
+Request reopen_by_descriptor(int fd, char (&path)[40]) {
   std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
   return Request::openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
 }
@@ -28,10 +28,10 @@ int Engine::open_for_verify(FileTask& task) {
   VerifyState& verify = task.verify;
   queue_.execute_now(Request::fadvise(task.target_fd, 0, 0, POSIX_FADV_DONTNEED));
   char path[40];
-  const int64_t source = queue_.execute_now(reopen(task.source_fd, path));
+  const int64_t source = queue_.execute_now(reopen_by_descriptor(task.source_fd, path));
   if (source < 0) return int(-source);
   verify.source_fd = int(source);
-  const int64_t target = queue_.execute_now(reopen(task.target_fd, path));
+  const int64_t target = queue_.execute_now(reopen_by_descriptor(task.target_fd, path));
   if (target < 0) return int(-target);
   verify.target_fd = int(target);
   queue_.execute_now(Request::fadvise(verify.target_fd, 0, 0, POSIX_FADV_DONTNEED));

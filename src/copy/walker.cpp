@@ -129,22 +129,16 @@ void Engine::walk_some() {
       continue;
     }
     DirNode* dir = stack_.back();
-    DirectoryEntry entry;
-    const int rc = dir->reader->next(&entry);
-    if (rc <= 0) {
-      if (rc < 0) {
-        dir->had_error = true;
-        reporter_.error("cannot read directory " + quote_name(dir->source_display) + ": " + errno_text(-rc));
-      }
+    if (dir->next_entry >= dir->entries.size() || !ensure_open(dir)) {
       stack_.pop_back();
-      dir->reader.reset();
+      std::vector<WalkEntry>().swap(dir->entries);
       dir->walk_done = true;
       dir->pending += 1;  // balanced by child_finished below
       child_finished(dir);
       continue;
     }
-    const std::string name(entry.name);
-    handle_entry(dir, name, name, entry.type, false);
+    const WalkEntry entry = std::move(dir->entries[dir->next_entry++]);
+    handle_entry(dir, entry.name, entry.name, entry.type, false);
   }
 }
 
@@ -243,6 +237,15 @@ bool Engine::open_target_directory(DirNode* parent, DirNode* node, const std::st
   return true;
 }
 
+// What ensure_open checks when it opens the target again.
+static void remember_target(IoQueue& queue, DirNode* node) {
+  struct statx st {};
+  if (node->target_fd < 0 || queue.execute_now(Request::statx(node->target_fd, "", AT_EMPTY_PATH, STATX_INO, &st)) != 0)
+    return;
+  node->target_device = makedev(st.stx_dev_major, st.stx_dev_minor);
+  node->target_inode = st.stx_ino;
+}
+
 void Engine::enter_directory(DirNode* parent, const std::string& name, const std::string& target_name,
                              const struct statx& st) {
   const std::string display = join_path(parent->source_display, name);
@@ -272,6 +275,10 @@ void Engine::enter_directory(DirNode* parent, const std::string& name, const std
     return;
   }
   reporter_.verbose(quote_name(display) + " -> " + quote_name(node->target_display));
+  node->source_name = name;
+  node->target_name = target_name;
+  remember_target(queue_, node.get());
+  ++open_directories_;
   parent->pending += 1;
   DirNode* raw = node.get();
   nodes_.push_back(std::move(node));
@@ -281,8 +288,9 @@ void Engine::enter_directory(DirNode* parent, const std::string& name, const std
     child_finished(raw);
     return;
   }
-  raw->reader = std::make_unique<DirectoryReader>(queue_, raw->source_fd);
+  list_entries(raw);
   stack_.push_back(raw);
+  keep_within_descriptor_budget(raw);
 }
 
 void Engine::copy_symlink(DirNode* parent, const std::string& name, const std::string& target_name,

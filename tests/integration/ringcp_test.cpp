@@ -245,6 +245,41 @@ TEST_P(RingcpTree, archive_copy_of_the_full_tree_is_identical) {
   EXPECT_TRUE(source_changes.empty()) << "the source changed: " << format_differences(source_changes);
 }
 
+// A tree deeper than the descriptors a process may hold: the walk keeps a
+// fixed budget of directories open and opens ancestors again when it comes
+// back to them, so it needs no raised RLIMIT_NOFILE (ringcp cannot raise a
+// hard limit of 200).
+TEST_P(RingcpTree, a_tree_deeper_than_the_descriptor_limit_copies_within_it) {
+  const std::string src = tmp_ / "deep-src";
+  make_dir(src);
+  constexpr int kDepth = 700;
+  int fd = open(src.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  for (int level = 0; level < kDepth; ++level) {
+    if (level % 50 == 0) {
+      const int file = openat(fd, ("f" + std::to_string(level)).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+      ASSERT_GE(file, 0);
+      const std::string text = "level " + std::to_string(level) + "\n";
+      ASSERT_EQ(write(file, text.data(), text.size()), ssize_t(text.size()));
+      close(file);
+    }
+    ASSERT_EQ(mkdirat(fd, "d", 0755), 0);
+    const int next = openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    close(fd);
+    ASSERT_GE(next, 0);
+    fd = next;
+  }
+  close(fd);
+  const Scan before = scan_tree(src);
+  const std::string dst = tmp_ / "deep-dst";
+  std::vector<std::string> argv = {"prlimit", "--nofile=200:200"};
+  for (const std::string& arg : command({"-a", src, dst})) argv.push_back(arg);
+  const RunResult result = run_process(argv);
+  EXPECT_EQ(result.exit_code, 0) << result.describe();
+  const auto differences = compare_scans(before, scan_tree(dst));
+  EXPECT_TRUE(differences.empty()) << format_differences(differences);
+}
+
 TEST_P(RingcpTree, boundary_sizes_copy_with_every_preset_buffer_size) {
   const std::string src = tmp_ / "sizes";
   build_sized_files(src, 500);

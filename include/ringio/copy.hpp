@@ -64,6 +64,10 @@ struct CopyOptions {
   EngineChoice engine = EngineChoice::automatic;
   IoConfig io = IoConfig::defaults();
   uint32_t files_in_flight_max = 64;
+  // Directories the walk keeps open at once (two descriptors each): past
+  // it, directories it will come back to are closed and opened again by
+  // name, so a tree of any depth copies whatever RLIMIT_NOFILE allows.
+  uint32_t directories_open_max = 64;
 };
 
 // One thing to copy: the source as the user named it and the destination

@@ -9,15 +9,13 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include <algorithm>
+
 #include "copy/engine.hpp"
 
 namespace ringio::copy {
 
 namespace {
-
-// Directories below the roots with descriptors open at once (two each),
-// beside the file tasks' own descriptors.
-constexpr uint32_t kOpenDirectoriesMax = 64;
 
 bool same_inode(const struct statx& a, const struct statx& b) {
   return a.stx_ino == b.stx_ino && a.stx_dev_major == b.stx_dev_major && a.stx_dev_minor == b.stx_dev_minor;
@@ -52,7 +50,7 @@ void Engine::close_directory_descriptors(DirNode* dir) {
 void Engine::keep_within_descriptor_budget(const DirNode* keep) {
   const DirNode* reading = stack_.empty() ? nullptr : stack_.back();
   for (const std::unique_ptr<DirNode>& node : nodes_) {
-    if (open_directories_ <= kOpenDirectoriesMax) return;
+    if (open_directories_ <= std::max<uint32_t>(options_.directories_open_max, 1)) return;
     DirNode* dir = node.get();
     if (dir->is_root_parent || dir->suspended || dir == keep || dir == reading || dir->files_active != 0 ||
         dir->source_fd < 0)

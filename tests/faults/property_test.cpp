@@ -68,19 +68,20 @@ struct Scenario {
   bool direct_io = false;    // O_DIRECT allowed (on ext4: cached large files written from a mapping)
   bool verify = false;       // --verify: every file read again through the pool
   bool delete_extraneous = false;  // --delete: the destination also holds entries the source lacks
+  uint32_t directories_open_max = 64;  // 2: the walk closes and reopens directories all the time
   std::string profile;
 
   std::string describe() const {
     char text[512];
     std::snprintf(text, sizeof text,
                   "seed=%" PRIu64 " tree=%" PRIu64 " profile=%s engine=%s buffer=%uK buffers=%u..%u "
-                  "resize=%s files_in_flight=%u prepopulated=%s fs=%s direct=%s verify=%s delete=%s faults: %s",
+                  "resize=%s files_in_flight=%u prepopulated=%s fs=%s direct=%s verify=%s delete=%s open_dirs=%u faults: %s",
                   seed, tree, profile.c_str(), engine == EngineChoice::posix ? "posix" : "auto",
                   buffer_size / 1024, initial_buffers, max_buffers,
                   resize_mode == ResizeMode::sparse ? "sparse" : "reregister", files_in_flight,
                   prepopulate ? "yes" : "no",
                   on_disk ? "disk" : "tmpfs", direct_io ? "yes" : "no", verify ? "yes" : "no",
-                  delete_extraneous ? "yes" : "no", schedule.describe().c_str());
+                  delete_extraneous ? "yes" : "no", directories_open_max, schedule.describe().c_str());
     return text;
   }
 };
@@ -171,6 +172,7 @@ Scenario scenario_for(uint64_t seed) {
   s.verify = random() % 3 == 0;
   s.delete_extraneous = random() % 3 == 0;
   s.prepopulate = s.prepopulate || s.delete_extraneous;
+  s.directories_open_max = random() % 2 == 0 ? 2 : 64;
   return s;
 }
 
@@ -290,6 +292,7 @@ class FaultProperty : public ::testing::Test {
     options.io.direct_io = s.direct_io;
     options.verify = s.verify;
     options.delete_extraneous = s.delete_extraneous;
+    options.directories_open_max = s.directories_open_max;
 
     auto log = std::make_shared<FaultLog>();
     log->keep_records = keep_log;
@@ -571,6 +574,7 @@ TEST_F(FaultProperty, every_operation_in_the_fault_masks_is_injected_and_keeps_t
                                         : f.einval) = 1.0;
     s.profile = std::string(fault_kind_name(target.kind)) + "-on-" + op_name(target.op);
     s.prepopulate = s.verify = s.delete_extraneous = true;
+    s.directories_open_max = 2;  // directories are opened again by name too
     s.on_disk = (data_path_ops & op_bit(target.op)) != 0;
     // Cached large files: written from their mapping with O_DIRECT, or by
     // copy_file_range where O_DIRECT is off.

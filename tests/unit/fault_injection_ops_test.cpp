@@ -47,7 +47,7 @@ class FaultInjectionOps : public ::testing::Test {
 TEST(FaultMasks, the_new_operations_are_in_the_default_masks_where_a_filesystem_fails_them) {
   for (Op op : {Op::getdents, Op::fchmodat, Op::cachestat, Op::fstatfs, Op::map_file})
     EXPECT_NE(default_eio_ops() & op_bit(op), 0u) << op_name(op);
-  EXPECT_EQ(default_enomem_ops(), op_bit(Op::map_file));
+  EXPECT_EQ(default_enomem_ops(), op_bit(Op::map_file) | op_bit(Op::madvise));
   EXPECT_EQ(default_refusal_ops(), op_bit(Op::set_direct_io));
   EXPECT_EQ(must_report_ops() & (op_bit(Op::cachestat) | op_bit(Op::fstatfs) | op_bit(Op::map_file)), 0u)
       << "a failed hint or mapping has a plain path to fall back on";

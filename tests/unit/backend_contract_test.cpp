@@ -16,6 +16,7 @@
 
 #include "ringio/backend.hpp"
 #include "support/test_util.hpp"
+#include "unit/backend_fixture.hpp"
 
 namespace ringio {
 namespace {
@@ -24,27 +25,7 @@ using test::TempDir;
 
 using test::uring_required;
 
-class BackendContract : public ::testing::TestWithParam<EngineChoice> {
- protected:
-  void SetUp() override {
-    auto selection = make_backend(GetParam(), IoConfig::defaults());
-    if (!selection) {
-      if (GetParam() == EngineChoice::uring && !uring_required())
-        GTEST_SKIP() << "uring backend unavailable here: " << selection.error().message();
-      FAIL() << selection.error().message();
-    }
-    backend_ = std::move(selection->backend);
-  }
-
-  int64_t run(Request request) { return run_one(*backend_, request); }
-  int open_file(const std::string& path, int flags, mode_t mode = 0644) {
-    const int64_t fd = run(Request::openat(AT_FDCWD, path.c_str(), flags | O_CLOEXEC, mode));
-    EXPECT_GE(fd, 0) << path << ": " << std::strerror(int(-fd));
-    return static_cast<int>(fd);
-  }
-
-  std::unique_ptr<Backend> backend_;
-  TempDir dir_;
+class BackendContract : public test::BackendFixture {
 };
 
 TEST_P(BackendContract, reports_its_kind) {

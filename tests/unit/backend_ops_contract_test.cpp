@@ -18,38 +18,21 @@
 #include "ringio/backend.hpp"
 #include "ringio/directory_entries.hpp"
 #include "support/test_util.hpp"
+#include "unit/backend_fixture.hpp"
 
 namespace ringio {
 namespace {
 
 using test::TempDir;
 
-class BackendOpsContract : public ::testing::TestWithParam<EngineChoice> {
+class BackendOpsContract : public test::BackendFixture {
  protected:
-  void SetUp() override {
-    auto selection = make_backend(GetParam(), IoConfig::defaults());
-    if (!selection) {
-      if (GetParam() == EngineChoice::uring && !test::uring_required())
-        GTEST_SKIP() << "uring backend unavailable here: " << selection.error().message();
-      FAIL() << selection.error().message();
-    }
-    backend_ = std::move(selection->backend);
-  }
-
-  int64_t run(Request request) { return run_one(*backend_, request); }
-  int open_file(const std::string& path, int flags, mode_t mode = 0644) {
-    const int64_t fd = run(Request::openat(AT_FDCWD, path.c_str(), flags | O_CLOEXEC, mode));
-    EXPECT_GE(fd, 0) << path << ": " << std::strerror(int(-fd));
-    return static_cast<int>(fd);
-  }
   mode_t mode_of(const std::string& path, bool follow = true) {
     struct stat st {};
     EXPECT_EQ(follow ? stat(path.c_str(), &st) : lstat(path.c_str(), &st), 0) << path;
     return st.st_mode & 07777;
   }
 
-  std::unique_ptr<Backend> backend_;
-  TempDir dir_;  // $RINGIO_TEST_DIR, else /var/tmp: a disk filesystem
 };
 
 TEST_P(BackendOpsContract, getdents_lists_every_entry_with_its_type_until_zero) {

@@ -55,9 +55,21 @@ void Engine::keep_within_descriptor_budget(const DirNode* keep) {
     if (dir->is_root_parent || dir->suspended || dir == keep || dir == reading || dir->files_active != 0 ||
         dir->source_fd < 0)
       continue;
+    if (!remember_target(dir)) continue;  // stays open: it could not be checked later
     close_directory_descriptors(dir);
     dir->suspended = true;
   }
+}
+
+// What reopen checks the target against: taken when the directory is
+// first suspended (most never are, and pay nothing). False when it cannot be.
+bool Engine::remember_target(DirNode* dir) {
+  struct statx st {};
+  if (dir->target_inode != 0 || dir->target_fd < 0) return true;
+  if (queue_.execute_now(Request::statx(dir->target_fd, "", AT_EMPTY_PATH, STATX_INO, &st)) != 0) return false;
+  dir->target_device = makedev(st.stx_dev_major, st.stx_dev_minor);
+  dir->target_inode = st.stx_ino;
+  return true;
 }
 
 // Opens a suspended directory again from its parent (open by then).

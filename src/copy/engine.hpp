@@ -242,6 +242,7 @@ class Engine {
   bool reopen(DirNode* dir);
   void keep_within_descriptor_budget(const DirNode* keep);
   void close_directory_descriptors(DirNode* dir);
+  bool remember_target(DirNode* dir);
 
   // ---- directories (directories.cpp) ----
   void child_finished(DirNode* dir);

@@ -237,14 +237,6 @@ bool Engine::open_target_directory(DirNode* parent, DirNode* node, const std::st
   return true;
 }
 
-// What ensure_open checks when it opens the target again.
-static void remember_target(IoQueue& queue, DirNode* node) {
-  struct statx st {};
-  if (node->target_fd < 0 || queue.execute_now(Request::statx(node->target_fd, "", AT_EMPTY_PATH, STATX_INO, &st)) != 0)
-    return;
-  node->target_device = makedev(st.stx_dev_major, st.stx_dev_minor);
-  node->target_inode = st.stx_ino;
-}
 
 void Engine::enter_directory(DirNode* parent, const std::string& name, const std::string& target_name,
                              const struct statx& st) {
@@ -277,7 +269,6 @@ void Engine::enter_directory(DirNode* parent, const std::string& name, const std
   reporter_.verbose(quote_name(display) + " -> " + quote_name(node->target_display));
   node->source_name = name;
   node->target_name = target_name;
-  remember_target(queue_, node.get());
   ++open_directories_;
   parent->pending += 1;
   DirNode* raw = node.get();

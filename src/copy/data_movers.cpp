@@ -74,13 +74,9 @@ void Engine::choose_data_path(FileTask& task) {
   };
   if (facts.mostly_cached) facts.target_direct_alignment = alignment(task.target_fd);
   else facts.source_direct_alignment = alignment(task.source_fd);
-  DataPath path = choose_data_path_for(facts);
+  DataPath path = copy::choose_data_path(facts, data_rules_);
   if (!set_up_data_path(task, path, facts.target_direct_alignment)) path = fallback_data_path(path, data_rules_);
   task.data_path = path;
-}
-
-DataPath Engine::choose_data_path_for(const DataPathFacts& facts) const {
-  return ringio::copy::choose_data_path(facts, data_rules_);
 }
 
 // False when the path cannot be set up for this file (the caller falls back).

@@ -264,8 +264,8 @@ class Engine {
   void on_opening_result(uint32_t slot, FileOp kind, int64_t result);
   void on_xattr_result(uint32_t slot, FileOp kind, int64_t result);
   std::optional<Step> on_step_result(uint32_t slot, Step step, int64_t result);
-  std::optional<Step> on_publish_result(uint32_t slot, Step step, int64_t result);
-  std::optional<Step> on_link_result(uint32_t slot, Step step, int64_t result);
+  std::optional<Step> on_publish_result(uint32_t slot, Step step, int code, const std::string& target);
+  std::optional<Step> on_link_result(uint32_t slot, Step step, int code, const std::string& target);
   Step after_opening(uint32_t slot);
   Step join_link_group(uint32_t slot);
   std::optional<Step> after_link_wait(uint32_t slot);
@@ -289,7 +289,6 @@ class Engine {
   // ---- data (data_movers.cpp) ----
   int plan_extents(FileTask& task);
   void choose_data_path(FileTask& task);
-  DataPath choose_data_path_for(const DataPathFacts& facts) const;
   bool set_up_data_path(FileTask& task, DataPath path, uint32_t target_alignment);
   void stop_direct_io(FileTask& task);
   void stop_mapped_direct_write(FileTask& task);

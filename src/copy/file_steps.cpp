@@ -305,14 +305,12 @@ std::optional<Step> Engine::on_step_result(uint32_t slot, Step step, int64_t res
       task.marked = false;
       return std::nullopt;
     default:
-      return on_publish_result(slot, step, result);
+      return on_publish_result(slot, step, code, target);
   }
 }
 
-std::optional<Step> Engine::on_publish_result(uint32_t slot, Step step, int64_t result) {
+std::optional<Step> Engine::on_publish_result(uint32_t slot, Step step, int code, const std::string& target) {
   FileTask& task = tasks_[slot];
-  const int code = result < 0 ? int(-result) : 0;
-  const std::string target = target_path(task);
   switch (step) {
     case Step::publish:
       if (code == EEXIST && options_.clobber == ClobberMode::no_clobber) {
@@ -336,14 +334,12 @@ std::optional<Step> Engine::on_publish_result(uint32_t slot, Step step, int64_t 
       if (task.link_group != nullptr && !task.link_owner) ++report_.hard_links_made;
       return std::nullopt;
     default:
-      return on_link_result(slot, step, result);
+      return on_link_result(slot, step, code, target);
   }
 }
 
-std::optional<Step> Engine::on_link_result(uint32_t slot, Step step, int64_t result) {
+std::optional<Step> Engine::on_link_result(uint32_t slot, Step step, int code, const std::string& target) {
   FileTask& task = tasks_[slot];
-  const int code = result < 0 ? int(-result) : 0;
-  const std::string target = target_path(task);
   if (step == Step::link_existing) {
     if (code == EEXIST) return Step::link_existing_temp;
     if (code != 0 && is_link_refused(code)) return copy_instead_of_link(slot, target, code);

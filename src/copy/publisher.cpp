@@ -68,8 +68,12 @@ Request Publisher::open_target(int dirfd, bool named, std::string* temp_name_out
 // descriptor's /proc name, following it.
 Request Publisher::link_into(int fd, int dirfd, const char* name, ProcPath& proc_path) const {
   if (use_empty_path_link_) return Request::linkat(fd, "", dirfd, name, AT_EMPTY_PATH);
-  std::snprintf(proc_path.text, sizeof proc_path.text, "/proc/self/fd/%d", fd);
-  return Request::linkat(AT_FDCWD, proc_path.text, dirfd, name, AT_SYMLINK_FOLLOW);
+  return Request::linkat(AT_FDCWD, proc_fd_path(fd, proc_path), dirfd, name, AT_SYMLINK_FOLLOW);
+}
+
+const char* proc_fd_path(int fd, ProcPath& path) {
+  std::snprintf(path.text, sizeof path.text, "/proc/self/fd/%d", fd);
+  return path.text;
 }
 
 bool Publisher::has_attribute(int fd, const char* name) {

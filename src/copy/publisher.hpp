@@ -44,6 +44,8 @@ bool is_checked_temp_name(std::string_view name);
 struct ProcPath {
   char text[40] = {};
 };
+// "/proc/self/fd/N": the name an open descriptor has in /proc.
+const char* proc_fd_path(int fd, ProcPath& path);
 
 class Publisher {
  public:

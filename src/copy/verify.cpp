@@ -6,7 +6,6 @@
 // goes on with other files meanwhile, and a fault schedule reaches them.
 #include <fcntl.h>
 
-#include <cstdio>
 
 #include "copy/engine.hpp"
 
@@ -16,9 +15,8 @@ namespace {
 
 // A fresh descriptor (through /proc) reads buffered even when the copy
 // used O_DIRECT, and from position 0 of its own.
-Request reopen_by_descriptor(int fd, char (&path)[40]) {
-  std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-  return Request::openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+Request reopen_by_descriptor(int fd, ProcPath& path) {
+  return Request::openat(AT_FDCWD, proc_fd_path(fd, path), O_RDONLY | O_CLOEXEC);
 }
 
 }  // namespace
@@ -27,7 +25,7 @@ Request reopen_by_descriptor(int fd, char (&path)[40]) {
 int Engine::open_for_verify(FileTask& task) {
   VerifyState& verify = task.verify;
   queue_.execute_now(Request::fadvise(task.target_fd, 0, 0, POSIX_FADV_DONTNEED));
-  char path[40];
+  ProcPath path;
   const int64_t source = queue_.execute_now(reopen_by_descriptor(task.source_fd, path));
   if (source < 0) return int(-source);
   verify.source_fd = int(source);

@@ -423,12 +423,17 @@ void FaultInjectingBackend::count_injected(FaultKind kind, Op op) {
   }
 }
 
+// What a decision is keyed by: the operation, the name it is about, the offset.
+std::string FaultInjectingBackend::fault_key(const Request& request, const std::string& name) {
+  return std::string(op_name(request.op)) + '\0' + name + '\0' + std::to_string(request.offset);
+}
+
 // As prepare, without the queue: a failure is returned at once; what is
 // forwarded runs now in the inner backend (no short transfers here: the
 // engine runs no data transfer this way).
 int64_t FaultInjectingBackend::execute_now(const Request& request) {
   const std::string name = key_name(request);
-  const std::string key = std::string(op_name(request.op)) + '\0' + name + '\0' + std::to_string(request.offset);
+  const std::string key = fault_key(request, name);
   uint32_t& occurrence = occurrences_[key];
   const bool tmpfile = request.op == Op::openat && (request.flags & O_TMPFILE) == O_TMPFILE;
   const std::optional<FaultKind> failure = draw_failure(request, key, occurrence);
@@ -451,7 +456,7 @@ bool FaultInjectingBackend::prepare(const Request& original) {
   if (own_group_ != nullptr) request.buffer_index = -1;  // our pool is not the ring's
 
   const std::string name = key_name(request);
-  const std::string key = std::string(op_name(request.op)) + '\0' + name + '\0' + std::to_string(request.offset);
+  const std::string key = fault_key(request, name);
   uint32_t& occurrence = occurrences_[key];
   auto decided = [&](const char* outcome) {
     if (log_->keep_decisions)

@@ -229,6 +229,7 @@ class FaultInjectingBackend final : public Backend {
   std::string tmpfile_directory(const Request& request) const;
   std::string key_name(const Request& request);
   void count_injected(FaultKind kind, Op op);
+  static std::string fault_key(const Request& request, const std::string& name);
   double draw(FaultKind kind, const std::string& key, uint32_t occurrence, uint64_t salt = 0) const;
   std::optional<FaultKind> draw_failure(const Request& request, const std::string& key,
                                         uint32_t occurrence) const;
